@@ -1,0 +1,1 @@
+"""posbench's model core, inference engine, sweeps, results and reports."""

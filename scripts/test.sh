@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up the environment, then run the whole test suite (kernels through Triton's CPU interpreter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TRITON_INTERPRET=1 PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+exec .venv/bin/python -m pytest -n 2 "$@"

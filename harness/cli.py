@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Order is the order shown by --help.
-COMMANDS = ["list"]
+COMMANDS = ["list", "report"]
 
 EPILOG = """\
 examples:
@@ -25,6 +25,10 @@ class UserError(Exception):
     """A problem with the user's input: printed as one clear message, without a traceback."""
 
 
+# Exceptions printed as one `error:` line. A command module adds its own by defining USER_ERRORS = (SomeError, ...).
+USER_ERRORS = [UserError]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eval.py",
@@ -35,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"harness.commands.{name}").register(sub)
+        module = importlib.import_module(f"harness.commands.{name}")
+        module.register(sub)
+        USER_ERRORS.extend(e for e in getattr(module, "USER_ERRORS", ()) if e not in USER_ERRORS)
     return parser
 
 
@@ -47,7 +53,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except UserError as err:
+    except tuple(USER_ERRORS) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,15 +6,16 @@ inside their run functions: `eval.py --help` should answer instantly.
 import argparse
 import importlib
 import sys
+import warnings
 
 # Order is the order shown by --help.
-COMMANDS = ["list"]
+COMMANDS = ["list", "info"]
 
 EPILOG = """\
 examples:
   python eval.py list tasks                      # every task and group
   python eval.py list schemes                    # position schemes and their parameters
-  python eval.py info --model DIR                # what a checkpoint is and which scheme each layer uses
+  python eval.py info DIR --scheme nope          # what a checkpoint is and which scheme each layer uses
   python eval.py generate niah_single_1 --tokenizer DIR --length 4096 --samples 3
 
 Everything loads from local paths; nothing is downloaded.
@@ -23,6 +24,22 @@ Everything loads from local paths; nothing is downloaded.
 
 class UserError(Exception):
     """A problem with the user's input: printed as one clear message, without a traceback."""
+
+
+# Other packages' user-error classes, as "module:Class". They are looked up only in modules already imported
+# (an error cannot come from a module that was never loaded), so --help stays free of torch.
+USER_ERRORS = ["position_schemes.base:SchemeError", "harness.checkpoint:CheckpointError"]
+
+
+def is_user_error(err: BaseException) -> bool:
+    if isinstance(err, UserError):
+        return True
+    for entry in USER_ERRORS:
+        module, name = entry.split(":")
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"  # users need the message, not our source line
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -47,7 +69,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except UserError as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

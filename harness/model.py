@@ -83,8 +83,8 @@ class ModelConfig:
             raise ValueError(f"hidden_act {cfg.hidden_act!r} is not supported (only silu, i.e. SwiGLU)")
         if getattr(cfg, "sliding_window", None) is not None:
             raise ValueError(f"sliding_window={cfg.sliding_window}: sliding-window attention is not implemented")
-        rope = {k: v for k, v in (cfg.rope_parameters or {}).items() if k != "type"}
-        if any(isinstance(v, dict) or v is None for v in rope.values()):
+        rope = {k: v for k, v in (cfg.rope_parameters or {}).items() if k != "type" and v is not None}
+        if any(isinstance(v, dict) for v in rope.values()):
             raise ValueError("rope_parameters nested per layer type are not supported")
         attention_bias = getattr(cfg, "attention_bias", False)
         return cls(

@@ -22,7 +22,12 @@ SCALINGS = {
                "original_max_position_embeddings": 16},
     # max_position_embeddings is 8 below, so 12 tokens make dynamic NTK rescale.
     "dynamic": {"rope_type": "dynamic", "factor": 2.0},
+    # Short factors up to 8 positions, long ones beyond (12 tokens switch).
+    "longrope": {"rope_type": "longrope", "original_max_position_embeddings": 8,
+                 "short_factor": [1.0, 1.1, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0],
+                 "long_factor": [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0]},
 }
+LENGTH_DEPENDENT = ("dynamic", "longrope")
 
 
 def checkpoint(tmp_path, arch, scaling="default", **config):
@@ -69,9 +74,9 @@ def test_rope_matches_transformers(tmp_path, arch, scaling):
     ids = torch.randint(0, VOCAB, (2, 12))
     ref = hf(ids).logits
     assert max_diff(model(ids), ref) <= TOL, f"full forward differs by more than {TOL}"
-    # Dynamic NTK recomputes frequencies from each step's length, so with a cache it is compared with
+    # Dynamic NTK and LongRoPE pick frequencies from each step's length, so with a cache they are compared with
     # transformers' own cached decoding, where past keys keep the frequencies they were rotated with.
-    ref_steps = hf_decode(hf, ids) if scaling == "dynamic" else ref
+    ref_steps = hf_decode(hf, ids) if scaling in LENGTH_DEPENDENT else ref
     assert max_diff(decode(model, ids), ref_steps) <= TOL, f"KV-cache decoding differs by more than {TOL}"
 
 
@@ -127,7 +132,7 @@ def test_nope_matches_transformers_without_rotation(tmp_path, monkeypatch, arch)
     rotary_cls = type(hf.model.rotary_emb)
 
     def no_rotation(self, x, position_ids):
-        shape = (*position_ids.shape, hf.config.head_dim if arch == "llama" else 16)
+        shape = (*position_ids.shape, hf.config.hidden_size // hf.config.num_attention_heads)
         return torch.ones(shape, dtype=x.dtype), torch.zeros(shape, dtype=x.dtype)
 
     monkeypatch.setattr(rotary_cls, "forward", no_rotation)

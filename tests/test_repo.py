@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tiny_checkpoints import VOCAB, hf_model, sakana_checkpoint, save_hf
+from tiny_checkpoints import VOCAB, edit_config, hf_model, sakana_checkpoint, save_hf
 
 from harness.checkpoint import CheckpointError, load_model
 
@@ -104,6 +104,18 @@ def test_repo_with_gqa_and_yarn_decodes_like_the_full_forward(tmp_path):
     cache = model.setup_cache(2, 10)
     steps = torch.cat([model(ids[:, t:t + 1], cache=cache) for t in range(10)], dim=1)
     assert max_diff(steps, full) <= TOL, f"decoding differs by more than {TOL}"
+
+
+def test_checkpoint_rope_scaling_carries_through_to_repo_layers(tmp_path):
+    path, _ = sakana_checkpoint(tmp_path / "sakana", num_layers=8, start_layer=5)
+    edit_config(path, rope_scaling={"type": "linear", "factor": 2.0})  # the legacy key their transformers fork reads
+    model, _, info = load_model(path)
+    assert info["scheme_spec"] == "repo,start_layer=5"
+    assert info["rope_parameters"] == {"rope_type": "linear", "factor": 2.0, "rope_theta": 500000.0,
+                                       "partial_rotary_factor": 1.0}
+    unscaled, _, _ = load_model(path, scheme="repo,scaling=none")
+    inv_freq = model.frequencies(torch.zeros(1, 1, dtype=torch.long))[0]
+    assert torch.allclose(inv_freq, unscaled.frequencies(torch.zeros(1, 1, dtype=torch.long))[0] / 2)
 
 
 def test_forcing_repo_without_weights_is_an_error(tmp_path):

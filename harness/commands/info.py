@@ -17,7 +17,7 @@ def run(args):
     import json
 
     from harness.checkpoint import inspect_model
-    from position_schemes import format_layer_kinds
+    from position_schemes import format_layer_ids, format_layer_kinds
 
     info = inspect_model(args.model, scheme=args.scheme)
     if args.json:
@@ -41,7 +41,7 @@ def run(args):
         ("per layer", format_layer_kinds(info["layer_schemes"])),
     ]
     if info["fresh_repo_layers"]:
-        rows.append(("fresh RePo", f"layers {info['fresh_repo_layers']} would be initialised"))
+        rows.append(("fresh RePo", f"layers {format_layer_ids(info['fresh_repo_layers'])} would be initialised"))
     if info["unused_weights"]:
         rows.append(("unused", f"{len(info['unused_weights'])} RePo weights the scheme ignores"))
     for key, value in rows:

@@ -133,6 +133,12 @@ def test_unsupported_features_are_named(llama):
         load_model(llama)
 
 
+def test_sliding_window_is_refused(tmp_path):
+    path = save_hf(hf_model("mistral", sliding_window=4096), tmp_path / "mistral")
+    with pytest.raises(CheckpointError, match="sliding_window=4096: sliding-window attention is not implemented"):
+        load_model(path)
+
+
 def test_mis_shaped_weight(llama):
     edit_weights(llama, add={"model.layers.2.self_attn.k_proj.weight": torch.zeros(32, 64)})
     with pytest.raises(CheckpointError, match=r"weight model.layers.2.self_attn.k_proj.weight in model.safetensors "

@@ -92,11 +92,12 @@ def test_scaling_changes_the_logits(tmp_path):
     assert max_diff(model(ids), nope(ids)) > 1e-2
 
 
-@pytest.mark.parametrize("arch", ["llama", "olmo2", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "olmo2", "qwen2", "mistral"])
 @torch.no_grad()
 def test_gqa_and_biases_match_transformers(tmp_path, arch):
-    """8 query heads over 2 KV heads; Qwen2 adds q/k/v biases."""
-    hf, path = checkpoint(tmp_path, arch, "yarn", num_attention_heads=8, num_key_value_heads=2)
+    """8 query heads over 2 KV heads; Qwen2 adds q/k/v biases; Mistral without a sliding window is Llama."""
+    extra = {"sliding_window": None} if arch == "mistral" else {}
+    hf, path = checkpoint(tmp_path, arch, "yarn", num_attention_heads=8, num_key_value_heads=2, **extra)
     model, _, _ = load_model(path)
     ids = torch.randint(0, VOCAB, (2, 10))
     ref = hf(ids).logits

@@ -8,6 +8,8 @@ from safetensors.torch import load_file
 from tiny_checkpoints import VOCAB, edit_config, hf_model, sakana_checkpoint, save_hf
 
 from harness.checkpoint import CheckpointError, load_model
+from harness.model import ModelConfig, Transformer
+from position_schemes import get_scheme
 
 TOL = 1e-4
 
@@ -145,3 +147,15 @@ def test_repo_weights_of_unused_layers_are_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="layers 5"):
         _, _, info = load_model(path, scheme="repo,start_layer=6")
     assert info["layer_schemes"] == ["rope"] * 6 + ["repo"] * 2
+
+
+def test_olmo2_1b_shapes_give_the_published_parameter_counts():
+    """OLMo-2-1B as RePo-OLMo2-1B-stage2-L5 (repo-model.md section 1), built on the meta device: 1,484,916,736
+    backbone parameters, and RePo adds 11 x 1,052,672."""
+    config = ModelConfig.from_hf({
+        "model_type": "olmo2", "vocab_size": 100352, "hidden_size": 2048, "intermediate_size": 8192,
+        "num_hidden_layers": 16, "num_attention_heads": 16, "num_key_value_heads": 16, "max_position_embeddings": 4096,
+        "rope_theta": 500000, "rms_norm_eps": 1e-6, "tie_word_embeddings": False})
+    with torch.device("meta"):
+        model = Transformer(config, get_scheme("repo"))
+    assert model.parameter_counts() == {"total": 1_484_916_736 + 11_579_392, "repo": 11_579_392}

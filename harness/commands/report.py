@@ -1,7 +1,5 @@
 """`eval.py report`: paper-style tables and plots from one or more run directories (result files only)."""
-from harness.report import FORMATS, ReportError
-
-USER_ERRORS = (ReportError,)   # printed by the CLI as one line, without a traceback
+from harness.report import FORMATS
 
 
 def register(sub):

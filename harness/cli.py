@@ -9,7 +9,7 @@ import sys
 import warnings
 
 # Order is the order shown by --help.
-COMMANDS = ["list", "info", "report"]
+COMMANDS = ["list", "info", "run", "report"]
 
 EPILOG = """\
 examples:

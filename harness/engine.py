@@ -66,21 +66,28 @@ class TorchEngine:
 
     @classmethod
     def load(cls, path, scheme=(None, {}), device="cpu", dtype=torch.float32, batch_size="auto", reuse=None):
-        """Load a checkpoint under `scheme` = (name or None to detect, params). `reuse`: an engine over the same
-        folder whose weights are kept and only re-schemed (e.g. another YaRN factor for another length)."""
-        from harness.checkpoint import load_model
+        """Load a checkpoint under `scheme` = (name, params); name None means the checkpoint's own scheme, with
+        params (if any) overriding its parameters. `reuse`: an engine over the same folder, dtype and device whose
+        weights are kept and only re-schemed when the layer kinds stay the same (e.g. another YaRN factor)."""
+        from harness.checkpoint import as_scheme, inspect_model, load_model
 
         name, params = scheme
-        if reuse is not None and reuse.path == str(path) and reuse.dtype == dtype and reuse.device == device:
-            if (name, params) == reuse.requested_scheme:
+        if name is None and params:
+            detected = inspect_model(path)["scheme"]
+            name, params = detected["name"], {**detected["params"], **params}
+        wanted = as_scheme((name, params)) if name else None
+        if reuse is not None and (reuse.path, reuse.dtype, reuse.device) == (str(path), dtype, device):
+            if wanted is None and reuse.requested_scheme is None:
                 return reuse
-        model, tokenizer, info = load_model(path, scheme=(name, params) if name else None, dtype=dtype,
-                                            device=device)
+            if wanted is not None and wanted.layer_kinds(reuse.model.config.num_layers) == reuse.layer_schemes:
+                reuse.model.set_scheme(wanted)
+                reuse.requested_scheme = wanted.spec()
+                return reuse
+        model, tokenizer, info = load_model(path, scheme=wanted, dtype=dtype, device=device)
         if tokenizer is None:
-            raise SweepError(f"{path}: no tokenizer files in the model folder (tokenizer.json or tokenizer_config)")
-        model.eval()
+            raise SweepError(f"{path}: the model folder has no tokenizer files (tokenizer.json, tokenizer_config.json)")
         engine = cls(model, tokenizer, info, device, dtype, batch_size, path=str(path))
-        engine.requested_scheme = (name, params)
+        engine.requested_scheme = wanted.spec() if wanted else None
         return engine
 
     @property
@@ -111,8 +118,17 @@ class TorchEngine:
         if self.device == "cpu":
             return max(1, min(16, 16384 // max(total_len, 1)))
         free, _ = torch.cuda.mem_get_info()
-        per_seq = self.model.bytes_per_sequence(total_len, self.dtype)
-        return max(1, min(64, int(0.6 * free / per_seq)))
+        return max(1, min(64, int(0.6 * free / self.bytes_per_sequence(total_len))))
+
+    def bytes_per_sequence(self, total_len: int) -> int:
+        """Rough peak memory of one sequence: its KV cache plus one layer's prefill activations (attention runs
+        fused, so nothing quadratic). Out-of-memory still halves the batch if this is optimistic."""
+        c = self.model.config
+        elem = torch.finfo(self.dtype).bits // 8
+        kv = 2 * c.num_layers * c.num_kv_heads * c.head_dim * total_len * elem
+        activations = total_len * (4 * c.hidden_size + 3 * c.intermediate_size
+                                   + 2 * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim) * elem
+        return kv + activations
 
     def _run_batched(self, items, total_len, fn):
         """Apply fn to batches of items, halving the batch on out-of-memory and retrying instead of crashing."""
@@ -169,7 +185,7 @@ class TorchEngine:
 
         sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
         t0 = time.perf_counter()
-        cache = self.model.setup_cache(B, total, dtype=self.dtype, device=self.device)
+        cache = self.model.setup_cache(B, total)
         logits = self.model(input_ids, position_ids=positions, cache=cache, attention_mask=mask[:, :T],
                             last_only=True)
         token = logits[:, -1].argmax(-1)

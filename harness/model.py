@@ -305,6 +305,16 @@ class Transformer(nn.Module):
         # Frequencies are fp32 and not a buffer, so model.to(torch.bfloat16) cannot round them; memoised per device.
         self._frequencies = {}
 
+    def set_scheme(self, scheme: Scheme):
+        """Switch to another scheme with the same layer kinds (e.g. another YaRN factor for another length) without
+        reloading weights: only the frequencies change."""
+        kinds = scheme.layer_kinds(self.config.num_layers)
+        if kinds != self.layer_kinds:
+            raise ValueError(f"scheme {scheme.spec()} changes the layer kinds; load the checkpoint again instead")
+        self.rope_parameters = scheme.rope_parameters(self.rotary)
+        self.scheme, self.length_dependent = scheme, scheme.length_dependent(self.rotary)
+        self._frequencies = {}
+
     def setup_cache(self, batch_size: int, max_len: int) -> KVCache:
         """Empty k/v buffers for batch_size rows of up to max_len positions, in the model's dtype and device."""
         like = self.embed_tokens.weight
@@ -325,7 +335,7 @@ class Transformer(nn.Module):
         return self._frequencies[device]
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, return_positions: bool = False):
+                attention_mask: torch.Tensor | None = None, return_positions: bool = False, last_only: bool = False):
         """input_ids [B, N] -> logits [B, N, vocab] (model dtype).
 
         position_ids [B, N]: integer positions of these tokens. None: counted from the first real token of each row
@@ -334,6 +344,8 @@ class Transformer(nn.Module):
         attention_mask: bool [B, offset + N], True = real token, for left padding; covers the cached tokens too.
         return_positions: also return, per layer, what it rotated by ([B, N] int for rope, [B, N, H_kv] fp32 for
         repo, None for nope).
+        last_only: logits for the last position only ([B, 1, vocab]): generation needs no more, and a 16K-token
+        prompt's full logits over a 100K vocabulary would take gigabytes.
         """
         B, N = input_ids.shape
         offset = cache.offset if cache is not None else 0
@@ -358,7 +370,7 @@ class Transformer(nn.Module):
             positions.append(layer_positions)
         if cache is not None:
             cache.offset += N
-        x = self.norm(x)
+        x = self.norm(x[:, -1:] if last_only else x)
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed_tokens.weight)
         return (logits, positions) if return_positions else logits
 

@@ -36,20 +36,21 @@ def _config_fingerprint(sweep: Sweep) -> str:
 
 def plan(sweep: Sweep):
     """Resolve tasks and cells, check every model folder and scheme: all before any compute."""
-    from harness.checkpoint import read_model_config
-    from position_schemes import get_scheme
+    from harness.checkpoint import inspect_model
 
     registry = TaskRegistry(include_paths=sweep.include_paths)
     specs = registry.resolve(sweep.tasks)
     warnings = []
     for entry in sweep.models:
-        config = read_model_config(entry.path)          # raises a clear error for a missing folder or config
-        max_pos = config.get("max_position_embeddings")
         for length in sweep.lengths:
             name, params = entry.scheme_for(length)
-            if name is not None:
-                get_scheme(name, **params)              # unknown scheme or parameter fails here
-            factor = float(params.get("factor", 1.0)) if params.get("scaling") else 1.0
+            # Reads only headers: a missing folder, bad weights or a bad scheme fails here, before any compute.
+            info = inspect_model(entry.path, (name, params) if name else None)
+            if name is None and params:   # the checkpoint's own scheme with some parameters overridden
+                info = inspect_model(entry.path, (info["scheme"]["name"], {**info["scheme"]["params"], **params}))
+            max_pos = info["max_position_embeddings"]
+            rope = info["rope_parameters"]
+            factor = float(rope.get("factor", 1.0)) if rope.get("rope_type", "default") != "default" else 1.0
             if max_pos and length > max_pos * factor:
                 msg = (f"model {entry.label}: length {length} is beyond its {max_pos} positions"
                        + (f" x scaling factor {factor:g}" if factor != 1 else " and no scaling is set"))

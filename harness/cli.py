@@ -7,8 +7,11 @@ import argparse
 import importlib
 import sys
 
+from harness.tokenizer import TokenizerError
+from tasks.errors import TaskError
+
 # Order is the order shown by --help.
-COMMANDS = ["list"]
+COMMANDS = ["list", "generate"]
 
 EPILOG = """\
 examples:
@@ -23,6 +26,10 @@ Everything loads from local paths; nothing is downloaded.
 
 class UserError(Exception):
     """A problem with the user's input: printed as one clear message, without a traceback."""
+
+
+# Errors that mean bad input (a task file, a data file, a tokenizer path): one line, no traceback.
+USER_ERRORS = (UserError, TaskError, TokenizerError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +54,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except UserError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

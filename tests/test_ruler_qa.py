@@ -113,7 +113,8 @@ def test_missing_file_is_a_skip_with_the_flag_to_pass(registry, tokenizer, tmp_p
 def test_bad_file_and_too_many_samples_are_clear_errors(registry, tokenizer, tmp_path):
     bad = tmp_path / "dev-v2.0.json"
     bad.write_text(json.dumps({"version": "v2.0", "data": [{"title": "x", "paras": []}]}))
-    with pytest.raises(TaskError, match=rf"{bad}: not in the official SQuAD v2.0 dev format \(missing key 'paragraphs'\)"):
+    message = rf"{bad}: not in the official SQuAD v2.0 dev format \(missing key 'paragraphs'\)"
+    with pytest.raises(TaskError, match=message):
         build_samples(registry.get("qa_1"), tokenizer, length=1024, num_samples=1, data_paths={"squad": str(bad)})
     squad = write_squad(tmp_path / "small.json", articles=2)
     with pytest.raises(TaskError, match="sample 20 asks question 20, but .* has only 20 answerable questions"):

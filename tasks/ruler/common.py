@@ -74,10 +74,13 @@ class LinePositions:
     u_i drawn once: index floor(u_i * N), repeats skipped. The same sample keeps the same relative depths at every
     length and at every step of the size search."""
 
-    def __init__(self, seed: int):
-        self._rng, self._u = random.Random(seed), []
+    def __init__(self, seed: int, task: str = ""):
+        self._rng, self._u, self._task = random.Random(seed), [], task
 
     def sample(self, n_lines: int, k: int) -> list:
+        if k > n_lines:
+            raise TaskError(f"task {self._task}: {k} lines cannot take distinct places among {n_lines} haystack "
+                            f"lines; use a longer length or fewer needles")
         out, i = [], 0
         while len(out) < k:
             if i == len(self._u):

@@ -46,6 +46,8 @@ class NeedleLines:
 def niah(ctx, *, type_haystack: str = "essay", type_needle_k: str = "words", type_needle_v: str = "numbers",
          num_needle_k: int = 1, num_needle_v: int = 1, num_needle_q: int = 1, essay_dir: str = "",
          nltk_data: str = "", fit_new_tokens: int = 0):
+    """RULER's niah arguments. When one value is asked (num_needle_q * num_needle_v == 1) the template field
+    type_needle_v is singular ("number"), and the YAML template must be RULER's singular rewrite."""
     check_choice(ctx.task, "type_haystack", type_haystack, HAYSTACKS)
     check_choice(ctx.task, "type_needle_k", type_needle_k, KINDS)
     check_choice(ctx.task, "type_needle_v", type_needle_v, KINDS)
@@ -65,7 +67,7 @@ def niah(ctx, *, type_haystack: str = "essay", type_needle_k: str = "words", typ
                             keys[-1], values[-1][-1]))
     random.Random(ctx.seed).shuffle(needles)      # RULER: a fresh Random(random_seed) for every sample
     depths = sorted(rng.sample(DEPTHS, len(needles))) if type_haystack == "essay" else None
-    positions = LinePositions(rng.getrandbits(64))
+    positions = LinePositions(rng.getrandbits(64), ctx.task)
     distractors = NeedleLines(rng.getrandbits(64), type_needle_k, type_needle_v)
     picked = rng.sample(range(num_needle_k), num_needle_q)
     queries = [keys[i] for i in picked]

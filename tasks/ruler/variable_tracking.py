@@ -49,13 +49,13 @@ def heap_shuffle(rng, chains) -> list:
 class Haystack:
     """Inserts chains into n noise lines (sorted random lines, order kept) or into n essay words (at DEPTHS)."""
 
-    def __init__(self, rng, kind, chains, essay_dir, nltk_data):
+    def __init__(self, rng, kind, chains, essay_dir, nltk_data, task=""):
         self.kind, self.chains, self.essay_dir, self.nltk_data = kind, chains, essay_dir, nltk_data
         if kind == "essay":
             self.flat = heap_shuffle(rng, chains)
             self.depths = sorted(rng.sample(DEPTHS, len(self.flat)))
         else:
-            self.positions = [LinePositions(rng.getrandbits(64)) for _ in chains]
+            self.positions = [LinePositions(rng.getrandbits(64), task) for _ in chains]
 
     def context(self, n: int) -> tuple:
         if self.kind == "essay":
@@ -83,7 +83,7 @@ def icl_example(ctx, kind, num_chains, num_hops, essay_dir, nltk_data) -> str:
     example and only renames it."""
     rng = random.Random(f"ruler-vt-icl:{ctx.seed}")
     names, chains = make_chains(rng, num_chains, min(10, num_hops), 3, ICL_VALUE)
-    hay = Haystack(rng, kind, chains, essay_dir, nltk_data)
+    hay = Haystack(rng, kind, chains, essay_dir, nltk_data, ctx.task)
 
     def build(n):
         prompt = ctx.render({"example": "", "context": hay.context(n)[0], "query": ICL_VALUE,
@@ -113,7 +113,7 @@ def variable_tracking(ctx, *, num_chains: int = 1, num_hops: int = 4, type_hayst
     rng = ctx.rng
     answers, chains = make_chains(rng, num_chains, num_hops, 5)
     value = chains[0][0].split("=")[-1].strip()
-    hay = Haystack(rng, type_haystack, chains, essay_dir, nltk_data)
+    hay = Haystack(rng, type_haystack, chains, essay_dir, nltk_data, ctx.task)
     example = ""
     if add_fewshot:
         example = randomize_icl(rng, icl_example(ctx, type_haystack, num_chains, num_hops, essay_dir, nltk_data),

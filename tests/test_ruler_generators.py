@@ -95,6 +95,26 @@ def test_adj_noun_pairs_are_strictly_increasing_hence_the_sorted_set():
     assert all(pairs[i] < pairs[i + 1] for i in range(0, len(pairs) - 1, 6_781))
 
 
+def test_size_search_finds_the_largest_fitting_size():
+    from types import SimpleNamespace
+
+    from tasks.ruler.common import fit
+    ctx = SimpleNamespace(task="toy", length=999)
+    for per_unit, overhead, budget in ((1.3, 70, 4000), (24.0, 100, 16256), (0.7, 5, 900), (3.0, 0, 31)):
+        probes = []
+
+        def measure(n):
+            probes.append(n)
+            return int(overhead + per_unit * n + (n % 7) // 3), n     # near-linear, slightly bumpy, nondecreasing
+        n, payload = fit(ctx, measure, budget, 10, "units")
+        assert payload == n and measure(n)[0] <= budget < measure(n + 1)[0]
+        assert len(probes) <= 14                                   # + the two checks above
+    assert fit(ctx, lambda n: (n, n), 100, 10, "units", limit=40) == (40, 40)     # everything fits
+    assert fit(ctx, lambda n: (n, n), 100, 10, "units", limit=5) == (5, 5)
+    with pytest.raises(TaskError, match="task toy: length 999 is too small: the smallest haystack .10 units."):
+        fit(ctx, lambda n: (n * 50, n), 100, 10, "units")
+
+
 # ---- templates ------------------------------------------------------------------------------------------------------
 
 def test_templates_are_the_official_strings(registry):
@@ -239,31 +259,43 @@ def test_vt_chain_and_one_shot_example(registry, tokenizer):
         offsets = [s.prompt.index("\n" + line + "\n") + 1 for line in chain]
         assert offsets == sorted(offsets) == s.metadata["char_offsets"]
         # The example comes first, ends with its 5 answers, a blank line, then the task.
-        example, task = s.prompt.split("\n\nMemorize and track", 1)
-        assert example.startswith("Memorize and track the chain(s)") and "Memorize and track" + task == \
-            s.prompt[len(example) + 2:]
-        ex_names = example.rsplit("they are:  ", 1)[1].split(" ")
+        example = s.prompt.split("\n\nMemorize and track", 1)[0]
+        assert example.startswith("Memorize and track the chain(s)")
+        ex_names = example.rsplit("they are:  ", 1)[1].split(" ")   # RULER's prefix space + " " + answers
         assert len(ex_names) == 5 and all(re.fullmatch(r"[A-Z]{3}", x) for x in ex_names)
+        ex_value = re.search(r"VAR " + ex_names[0] + r" = (\d{5})\n", example)[1]
+        assert f"assigned the value {ex_value} in the text above." in example   # renamed consistently
+        for j in range(4):
+            assert f"\nVAR {ex_names[j + 1]} = VAR {ex_names[j]} \n" in example
         assert s.prompt.endswith(f"5 variables are assigned the value {value}, they are: ")
         # Only names and the value are re-randomised: the example's layout is the same in every sample.
         shapes.append(re.sub(r"\b[A-Z]{3}\b", "X", re.sub(r"\b\d{5}\b", "V", example)))
     assert shapes[0] == shapes[1] and samples[0].answers != samples[1].answers
 
 
+def counted(listing: str) -> dict:
+    """{word: count} of a "1. w 2. w ..." list, checking the numbering runs 1..n."""
+    items = re.findall(r"(\d+)\. (\S+)", listing)
+    assert [int(i) for i, _ in items] == list(range(1, len(items) + 1))
+    words = [w for _, w in items]
+    return {w: words.count(w) for w in words}
+
+
 def test_cwe_counts_and_example(registry, tokenizer):
-    for length, repeats, shot in ((4096, (30, 3), 40), (2048, (6, 1), 20)):
+    # (length, task repeats common/rare, example words, example repeats): RULER's >=4096 and <4096 settings
+    for length, repeats, shot, shot_repeats in ((4096, (30, 3), 40, (10, 3)), (2048, (6, 1), 20, (3, 1))):
         s = build(registry, tokenizer, "cwe", length)[0]
-        example, task = s.prompt.rsplit("\nBelow is a numbered list", 1)
-        words = re.findall(r"\d+\. (\S+)", task.split("\nQuestion:")[0])
-        counts = {w: words.count(w) for w in set(words)}
+        example, task = s.prompt.split("\nBelow is a numbered list", 1)
+        counts = counted(task.split("\nQuestion:")[0])
         assert len(s.answers) == 10 and all(counts[w] == repeats[0] for w in s.answers)
         assert all(c == repeats[1] for w, c in counts.items() if w not in s.answers)
         assert len(counts) == s.metadata["num_words"]
-        assert words == [w for _, w in sorted((int(i), w) for i, w in re.findall(r"(\d+)\. (\S+)",
-                                                                                  task.split("\nQuestion:")[0]))]
-        shown = example.split(" are: ")[1] if "\n" not in example.split(" are: ")[1] else None
-        assert shown and len(re.findall(r"\d+\. ", shown)) == 10
-        assert len(set(re.findall(r"\d+\. (\S+)", example.split("\nQuestion:")[0]))) == shot
+        # The example is the whole template with its own list, then " " and its 10 answers, numbered.
+        listing, shown = example.split("\nQuestion:")[0], example.rsplit("appear most often in the list are: ", 1)[1]
+        ex_counts, ex_answers = counted(listing), list(counted(shown))
+        assert len(ex_counts) == shot and len(ex_answers) == 10
+        assert all(ex_counts[w] == shot_repeats[0] for w in ex_answers)
+        assert all(c == shot_repeats[1] for w, c in ex_counts.items() if w not in ex_answers)
 
 
 def test_fwe_answers_are_the_three_most_frequent_words(registry, tokenizer):

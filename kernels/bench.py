@@ -49,7 +49,7 @@ def device_info() -> dict:
 
 
 def time_graph_ms(fn) -> float:
-    return _testing().do_bench_cudagraph(fn, rep=50, return_mode="median")
+    return _testing().do_bench_cudagraph(fn, rep=25, return_mode="median")
 
 
 def time_eager_ms(fn) -> float:

@@ -21,7 +21,7 @@ import torch
 from . import bench, parity
 
 # Rough seconds per benchmark section on an H100 (Triton compilation included), for the budget.
-_SECTION_ESTIMATE_S = {"copy": 3, "rotary": 45, "attention": 10, "decode_attention": 6, "rotary_decode": 4,
+_SECTION_ESTIMATE_S = {"copy": 3, "rotary": 50, "attention": 10, "decode_attention": 6, "rotary_decode": 4,
                        "rotary_config_sweep": 40}
 _ATTENTION_BACKENDS = ("auto", "default", "cudnn", "flash", "efficient", "math")
 

@@ -3,8 +3,8 @@
     Transformer(config, scheme)(input_ids [B, N], position_ids=None, cache=None, attention_mask=None) -> logits
 
 The positional scheme decides, per layer, what q and k rotate by: integer positions (rope), nothing (nope) or the
-positions the layer's RePo module predicts (repo). Every rotation goes through kernels.rotary.apply_rotary with
-angles in fp32. Parameter names are the Hugging Face ones without the leading "model." (see harness/checkpoint.py).
+positions the layer's RePo module predicts (repo). Every rotation goes through kernels.rotary (Triton on GPU, the
+plain reference elsewhere) with angles in fp32; attention goes through kernels.attention (SDPA, backend chosen). Parameter names are the Hugging Face ones without the leading "model." (see harness/checkpoint.py).
 
 Blocks:
   OLMo-2 (post-norm)   h = x + post_attention_layernorm(attn(x));  out = h + post_feedforward_layernorm(mlp(h))
@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.rotary import apply_rotary
+from kernels.attention import attention, build_mask
+from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk
 from position_schemes import RepoPositions, RotaryConfig, Scheme
 
 # model_type -> the transformers class whose checkpoints we read and write.
@@ -166,7 +167,7 @@ class Step:
     position_ids: torch.Tensor       # [B, N] integer positions, used by rope layers
     inv_freq: torch.Tensor | None    # fp32 [R/2]; None when no layer rotates
     attention_scaling: float         # YaRN's mscale on cos and sin, 1.0 otherwise
-    mask: torch.Tensor | None        # None: plain causal; else bool [B, 1, N, T], True = may attend
+    mask: torch.Tensor | None        # None: plain causal; else bool [B, 1, N, T], True = may attend (see forward_mask)
     cache: KVCache | None
 
 
@@ -185,13 +186,6 @@ class RMSNorm(nn.Module):
         if self.cast_before_weight:
             return self.weight * xf.to(x.dtype)
         return (self.weight * xf).to(x.dtype)
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """q [B, H, N, D], k and v [B, H_kv, T, D] -> [B, H, N, D]. mask None means causal with N == T; otherwise a
-    bool [B, 1, N, T] mask. Query head h reads key head h // (H / H_kv), as transformers' repeat_kv does."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                          enable_gqa=q.shape[1] != k.shape[1])
 
 
 class Attention(nn.Module):
@@ -215,20 +209,23 @@ class Attention(nn.Module):
         """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, H_kv] fp32 or None)."""
         B, N, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = q.view(B, N, self.num_heads, self.head_dim)
-        k = k.view(B, N, self.num_kv_heads, self.head_dim)
-        v = v.view(B, N, self.num_kv_heads, self.head_dim)
-        positions = None
+        positions = None  # nope: no rotation
         if self.kind != "nope":
             positions = self.repo(x) if self.repo is not None else step.position_ids
-            q = apply_rotary(q, positions, step.inv_freq, step.attention_scaling)
-            k = apply_rotary(k, positions, step.inv_freq, step.attention_scaling)
+        if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU
+            q, k = apply_qk_norm_rotary(q, k, self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, positions,
+                                        step.inv_freq, step.attention_scaling, self.num_heads, self.num_kv_heads)
+        else:
+            q, k = apply_rotary_qk(q.view(B, N, self.num_heads, self.head_dim),
+                                   k.view(B, N, self.num_kv_heads, self.head_dim),
+                                   positions, step.inv_freq, step.attention_scaling)
+        v = v.view(B, N, self.num_kv_heads, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if step.cache is not None:
             k, v = step.cache.update(layer, k, v)
-        out = attention(q, k, v, step.mask).transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim)
+        # step.mask already holds causality; without one, causal attention (decode: the whole cache) is exact.
+        out = attention(q, k, v, causal=step.mask is None, mask=step.mask)
+        out = out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim)
         return self.o_proj(out), positions
 
 
@@ -271,21 +268,12 @@ class Block(nn.Module):
         return h + self.mlp(self.post_attention_layernorm(h)), positions
 
 
-def causal_mask(attention_mask: torch.Tensor | None, offset: int, n: int, device) -> torch.Tensor | None:
-    """None when plain causal attention over this forward's tokens is enough; else bool [B or 1, 1, N, T].
-
-    Padding keys are masked out. A padding query keeps its own key, so that its softmax row is never empty
-    (an all-False row gives NaN); its output is never used.
-    """
-    if attention_mask is None and offset == 0:
+def forward_mask(attention_mask: torch.Tensor | None, batch: int, offset: int, n: int, device):
+    """The attention mask every layer of one forward shares, built once: None when causal attention over the keys
+    is exact (no padding, and a fresh prefill or a single new token), else bool [B, 1, N, offset + N]."""
+    if attention_mask is None and (offset == 0 or n == 1):
         return None
-    total = offset + n
-    q_pos = torch.arange(offset, total, device=device)[:, None]
-    k_pos = torch.arange(total, device=device)[None, :]
-    allowed = k_pos <= q_pos  # [N, T]
-    if attention_mask is not None:
-        allowed = allowed & (attention_mask.to(device=device, dtype=torch.bool)[:, None, :] | (k_pos == q_pos))
-    return allowed.expand(attention_mask.shape[0] if attention_mask is not None else 1, n, total)[:, None]
+    return build_mask(batch, n, offset + n, causal=True, mask=attention_mask, device=device)
 
 
 class Transformer(nn.Module):
@@ -361,7 +349,7 @@ class Transformer(nn.Module):
             else:
                 position_ids = torch.arange(offset, offset + N, device=device).expand(B, N)
         inv_freq, scaling = self.frequencies(position_ids) if set(self.layer_kinds) != {"nope"} else (None, 1.0)
-        step = Step(position_ids, inv_freq, scaling, causal_mask(attention_mask, offset, N, device), cache)
+        step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache)
 
         x = self.embed_tokens(input_ids)
         positions = []

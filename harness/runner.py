@@ -118,14 +118,52 @@ class SampleCache:
         self.sweep = sweep
         self.paths = data_paths(sweep.data_root, [f"{k}={v}" for k, v in sweep.data.items()])
         self._cache = {}
+        self._vocab_keys = {}
 
-    def get(self, tokenizer, spec, length):
-        vocab = sorted(tokenizer.get_vocab().items())
-        key = (hashlib.sha256(json.dumps(vocab).encode()).hexdigest(), spec.name, length)
+    def _tokenizer_key(self, tokenizer) -> str:
+        """Tokenizers with the same vocabulary produce the same samples, whichever folder they came from."""
+        if id(tokenizer) not in self._vocab_keys:
+            vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+            self._vocab_keys[id(tokenizer)] = (tokenizer, hashlib.sha256(vocab.encode()).hexdigest())
+        return self._vocab_keys[id(tokenizer)][1]
+
+    def get(self, tokenizer, spec, length, indices=None):
+        key = (self._tokenizer_key(tokenizer), spec.name, length)
+        if indices is not None:   # a probe, not cached
+            return build_samples(spec, tokenizer, length=length, seed=self.sweep.seed, data_paths=self.paths,
+                                 indices=indices)
         if key not in self._cache:
             self._cache[key] = build_samples(spec, tokenizer, length=length, num_samples=self.sweep.samples,
                                              seed=self.sweep.seed, data_paths=self.paths)
         return self._cache[key]
+
+
+def probe_samples(sweep: Sweep, specs, sample_cache: SampleCache) -> list:
+    """Build sample 0 of every task at every length with each distinct tokenizer, so that a length too small for a
+    task or a missing data file fails (or, for skip_if_missing tasks, is reported) before any model runs.
+    Returns [{task, reason}] for tasks to skip."""
+    from harness.checkpoint import load_tokenizer
+
+    skipped = {}
+    tokenizers = {}
+    for entry in sweep.models:
+        tok = load_tokenizer(entry.path)
+        if tok is None:
+            raise SweepError(f"{entry.path}: the model folder has no tokenizer files "
+                             "(tokenizer.json, tokenizer_config.json)")
+        tokenizers.setdefault(sample_cache._tokenizer_key(tok), tok)
+    for tok in tokenizers.values():
+        for spec in specs:
+            for length in (sweep.lengths if spec.length_controlled else [None]):
+                if spec.name in skipped:
+                    continue
+                try:
+                    sample_cache.get(tok, spec, length, indices=[0])
+                except MissingData as err:
+                    if not spec.skip_if_missing:
+                        raise
+                    skipped[spec.name] = {"task": spec.name, "reason": str(err)}
+    return list(skipped.values())
 
 
 def run_cell(engine, run: RunDir, cell: Cell, samples, max_model_len, progress=True) -> dict:
@@ -222,10 +260,13 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
     for w in warnings:
         echo(f"warning: {w}")
     device, dtype = resolve_device(sweep.device, sweep.dtype)
-    run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
-    run.write_manifest(manifest)
     sample_cache = SampleCache(sweep)
-    skipped_tasks = {t["task"]: t for t in manifest["skipped_tasks"]}
+    skipped_tasks = {t["task"]: t for t in probe_samples(sweep, specs, sample_cache)}
+    for t in skipped_tasks.values():
+        echo(f"skipping {t['task']}: {t['reason']}")
+    run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
+    manifest["skipped_tasks"] = list(skipped_tasks.values())
+    run.write_manifest(manifest)
     engine = None
     for entry in sweep.models:
         for length in sweep.lengths + [None]:
@@ -240,19 +281,11 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
                 spec = cell.task
                 if spec.name in skipped_tasks:
                     continue
-                try:
-                    samples = sample_cache.get(engine.tokenizer, spec, cell.length)
-                except MissingData as err:
-                    if not spec.skip_if_missing:
-                        raise
-                    skipped_tasks[spec.name] = {"task": spec.name, "reason": str(err)}
-                    echo(f"skipping {spec.name}: {err}")
-                    continue
+                samples = sample_cache.get(engine.tokenizer, spec, cell.length)
                 max_len = engine.max_length if cell.length is None else max(engine.max_length, cell.length)
                 timing = run_cell(engine, run, cell, samples, max_len, progress=progress)
                 key = f"{cell.model}/{spec.name}/{length_label(cell.length)}"
                 manifest["cells"][key] = timing
-                manifest["skipped_tasks"] = list(skipped_tasks.values())
                 rows = summarize(run, manifest, [cell])
                 if rows:
                     echo(cell_line(rows[0], timing))

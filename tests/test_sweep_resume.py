@@ -1,0 +1,99 @@
+"""A sweep of 2 tiny models x 2 RULER tasks x 2 lengths x 3 samples, killed with SIGKILL mid-way, resumes without
+recomputing finished samples and ends with the same summary as an uninterrupted run; `report` then writes the
+markdown and the plots. Bad sweeps fail before any compute."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.tiny import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT.parent / "shared" / "data" / "tokenizers" / "olmo2_dolma2_tokenizer.json"
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    models = [{"label": "rope", "path": str(build_tiny_model(root / "rope", TOKENIZER, "rope", seed=1, hidden=32))},
+              {"label": "repo", "path": str(build_tiny_model(root / "repo", TOKENIZER, "repo,start_layer=2", seed=1,
+                                                             hidden=32))}]
+    sweep = {"name": "resume-test", "models": models, "tasks": ["niah_single_1", "niah_multikey_2"],
+             "lengths": [512, 768], "samples": 3, "seed": 5, "device": "cpu", "batch_size": 1}
+    path = root / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def sample_records(run: Path) -> list:
+    return [json.loads(line) for p in sorted(run.glob("samples/*/*/*.jsonl")) for line in p.read_text().splitlines()]
+
+
+def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path):
+    straight = tmp_path / "straight"
+    assert main(["sweep", str(sweep_file), "--out", str(straight), "--no-progress"]) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "eval.py", "sweep", str(sweep_file), "--out", str(killed),
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(sample_records(killed)) < 5 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = len(sample_records(killed))
+    assert 0 < finished_before < 24, "the kill must land mid-way for this test to mean anything"
+    before = {(r["index"], r["prompt_hash"]): r["prediction"] for r in sample_records(killed)}
+
+    assert main(["sweep", str(sweep_file), "--out", str(killed), "--no-progress"]) == 0
+    records = sample_records(killed)
+    assert len(records) == 24                                   # 2 models x 2 tasks x 2 lengths x 3 samples
+    per_file = [[json.loads(x)["index"] for x in p.read_text().splitlines()] for p in killed.glob("samples/*/*/*")]
+    assert all(sorted(ix) == [0, 1, 2] for ix in per_file)     # nothing duplicated, nothing lost
+    after = {(r["index"], r["prompt_hash"]): r["prediction"] for r in records}
+    assert all(after[k] == v for k, v in before.items())        # finished samples were kept, not recomputed
+    assert (killed / "summary.csv").read_text() == (straight / "summary.csv").read_text()
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert len(manifest["resumed"]) == 1 and manifest["finished"]
+    assert [m["layer_schemes"] for m in manifest["models"]] == [["rope"] * 4, ["rope", "rope", "repo", "repo"]]
+
+    # Every scheme saw the same prompts at every length.
+    hashes = {}
+    for p in killed.glob("samples/*/*/*.jsonl"):
+        model, task, length = p.parts[-3], p.parts[-2], p.stem
+        hashes.setdefault((task, length), {})[model] = [json.loads(x)["prompt_hash"] for x in p.read_text().splitlines()]
+    assert all(len({tuple(v) for v in by_model.values()}) == 1 for by_model in hashes.values())
+
+    assert main(["report", str(killed)]) == 0
+    report = (killed / "report.md").read_text()
+    assert "niah_single_1" in report and "rope" in report and "repo" in report
+    plots = list((killed / "plots").glob("*.png"))
+    assert plots and all(p.stat().st_size > 2000 for p in plots)
+
+
+def test_bad_sweeps_fail_before_compute(sweep_file, tmp_path, capsys):
+    raw = yaml.safe_load(sweep_file.read_text())
+    cases = {
+        "missing_model": ({"models": [{"label": "x", "path": str(tmp_path / "absent")}]}, "absent"),
+        "unknown_task": ({"tasks": ["niah_single_9"]}, "unknown task or group 'niah_single_9'"),
+        "unknown_key": ({"colour": "red"}, "unknown key 'colour'"),
+        "bad_scheme": ({"models": [dict(raw["models"][0], scheme="rope", scheme_params={"factr": 2})]},
+                       "unknown parameter 'factr'"),
+        "too_long": ({"lengths": [100000], "beyond_max_positions": "refuse"}, "beyond its 32768 positions"),
+        "too_short": ({"lengths": [200]}, "too small"),
+    }
+    for name, (change, message) in cases.items():
+        bad = dict(raw, **change)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        out = tmp_path / f"out_{name}"
+        assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 2, name
+        assert message in capsys.readouterr().err, name
+        assert not list(out.glob("samples/*/*/*.jsonl")), f"{name}: nothing may be computed"

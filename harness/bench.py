@@ -1,0 +1,250 @@
+"""`eval.py bench`: what each position scheme costs, measured on one card in one run.
+
+Sections (each recorded even when another fails):
+  prefill   the model core's prefill per scheme and length (batch 1, random OLMo-2-1B-shaped weights, logits of the
+            last position only, as generation needs), and ratios RePo/RoPE and RoPE/NoPE;
+  decode    ms per generated token with the KV cache at each context length, per scheme;
+  hf        transformers' own Olmo2ForCausalLM (SDPA attention) on the same weights and shapes, its prefill time,
+            our speed-up over it, and the logits' agreement;
+  kernels   the rotary kernels alone in GB/s against the card's measured copy bandwidth, and attention TFLOP/s per
+            SDPA backend (kernels/bench.py).
+Targets (issue 6) are checked against the numbers and written as a table. Timings are medians of CUDA-event-timed
+repetitions after warm-up; every scheme runs the same weights (RePo adds its maps) and the same token ids.
+"""
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+SCHEMES = {"rope": "rope", "nope": "nope", "hybrid": "hybrid,pattern=RRRN", "repo": "repo,start_layer=5"}
+
+
+def olmo2_1b_config(vocab_size=100352, max_positions=16384) -> dict:
+    """OLMo-2-0425-1B's shape (and Sakana's RePo-OLMo2-1B backbone): 16 layers, 16 heads x 128, SwiGLU 8192."""
+    return {"model_type": "olmo2", "vocab_size": vocab_size, "hidden_size": 2048, "intermediate_size": 8192,
+            "num_hidden_layers": 16, "num_attention_heads": 16, "num_key_value_heads": 16,
+            "max_position_embeddings": max_positions, "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
+            "tie_word_embeddings": False, "hidden_act": "silu", "attention_bias": False,
+            "eos_token_id": 100257, "pad_token_id": 100277, "bos_token_id": None}
+
+
+def tiny_config(max_positions=4096) -> dict:
+    """A small model of the same architecture, for CPU smoke runs of this command."""
+    return {**olmo2_1b_config(vocab_size=512, max_positions=max_positions), "hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 4,
+            "eos_token_id": 1, "pad_token_id": 0}
+
+
+def build_models(hf_config: dict, schemes: dict, device, dtype, seed=0) -> dict:
+    """{label: Transformer} sharing one set of random weights (std 0.02); RePo's maps are fresh (std 0.02)."""
+    from harness.checkpoint import as_scheme
+    from harness.model import ModelConfig, Transformer
+
+    config = ModelConfig.from_hf(hf_config)
+    models, base = {}, None
+    for label, spec in schemes.items():
+        scheme = as_scheme(spec if "repo" not in spec else spec + ",fresh_init=true")
+        with torch.device("meta"):
+            model = Transformer(config, scheme).to(dtype)
+        model.to_empty(device=device)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if base is not None and name in base:
+                    p.copy_(base[name])
+                elif p.dim() == 1:
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen).mul_(0.02))
+        if base is None:
+            base = dict(model.named_parameters())
+        models[label] = model.eval()
+    return models
+
+
+class Timer:
+    """Median wall time of fn over repetitions after warm-up; CUDA events on GPU, perf_counter on CPU."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def __call__(self, fn, warmup=2, reps=5) -> float:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(reps):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+
+@torch.inference_mode()
+def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0) -> list:
+    rows = []
+    vocab = next(iter(models.values())).config.vocab_size
+    for n in lengths:
+        ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        for label, model in models.items():
+            ms = timer(lambda: model(ids, last_only=True))
+            rows.append({"scheme": label, "length": n, "batch": batch, "prefill_ms": round(ms, 3),
+                         "tokens_per_s": round(batch * n / ms * 1e3)})
+        if device != "cpu":
+            torch.cuda.empty_cache()
+    for row in rows:
+        same = {r["scheme"]: r["prefill_ms"] for r in rows if r["length"] == row["length"]}
+        if "rope" in same:
+            row["vs_rope"] = round(row["prefill_ms"] / same["rope"], 4)
+        if "nope" in same:
+            row["vs_nope"] = round(row["prefill_ms"] / same["nope"], 4)
+    return rows
+
+
+@torch.inference_mode()
+def decode_rows(models: dict, lengths, device, timer, batch=1, steps=16, seed=0) -> list:
+    """ms per new token at each context length: the cache holds `length` tokens, then `steps` tokens are decoded."""
+    rows = []
+    vocab = next(iter(models.values())).config.vocab_size
+    for n in lengths:
+        ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        for label, model in models.items():
+            cache = model.setup_cache(batch, n + steps)
+            model(ids, cache=cache, last_only=True)
+            token = ids[:, -1:]
+
+            def run_steps():
+                cache.offset = n
+                for _ in range(steps):
+                    model(token, cache=cache, last_only=True)
+            ms = timer(run_steps, warmup=1, reps=3) / steps
+            rows.append({"scheme": label, "context": n, "batch": batch, "ms_per_token": round(ms, 3),
+                         "tokens_per_s": round(batch / ms * 1e3, 1)})
+            del cache
+        if device != "cpu":
+            torch.cuda.empty_cache()
+    return rows
+
+
+@torch.inference_mode()
+def hf_rows(model, hf_config: dict, lengths, device, dtype, timer, seed=0) -> list:
+    """transformers' Olmo2ForCausalLM with SDPA on our RoPE model's weights: prefill time and logit agreement."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from harness.checkpoint import hf_name
+
+    config = AutoConfig.for_model(**hf_config)
+    with torch.device(device):  # built in place, so its rotary buffers are computed (in fp32) on the device
+        hf = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=dtype)
+    missing, unexpected = hf.load_state_dict({hf_name(k): v for k, v in model.state_dict().items()}, strict=False)
+    if unexpected or [m for m in missing if "rotary_emb" not in m]:
+        raise RuntimeError(f"weights do not map onto transformers' model: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}")
+    hf.eval()
+    rows = []
+    for n in lengths:
+        ids = torch.randint(0, config.vocab_size, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        hf_ms = timer(lambda: hf(input_ids=ids, logits_to_keep=1))
+        ours_ms = timer(lambda: model(ids, last_only=True))
+        ref = hf(input_ids=ids, logits_to_keep=1).logits.float()
+        got = model(ids, last_only=True).float()
+        rel = ((got - ref).norm() / ref.norm()).item()
+        rows.append({"length": n, "hf_prefill_ms": round(hf_ms, 3), "ours_prefill_ms": round(ours_ms, 3),
+                     "speedup": round(hf_ms / ours_ms, 3), "logits_rel_diff": float(f"{rel:.3g}")})
+    del hf
+    return rows
+
+
+def kernel_rows(lengths) -> dict:
+    from kernels import bench as kb
+
+    copy = kb.copy_bandwidth()
+    return {"copy": copy,
+            "rotary": kb.rotary_bench(tuple(lengths), copy_gb_s=copy["graph_gb_s"], include_compile=False),
+            "attention": kb.attention_bench(tuple(lengths))}
+
+
+def targets(result: dict) -> list:
+    """Issue 6's targets, each with the measured value and whether it holds."""
+    out = []
+    prefill = result.get("prefill", [])
+    for n in sorted({r["length"] for r in prefill}):
+        at = {r["scheme"]: r for r in prefill if r["length"] == n}
+        if "repo" in at and "rope" in at:
+            out.append({"target": f"RePo prefill <= 1.01x RoPE at {n}", "value": at["repo"]["vs_rope"],
+                        "holds": at["repo"]["vs_rope"] <= 1.01})
+        if "rope" in at and "nope" in at:
+            out.append({"target": f"RoPE prefill <= 1.03x NoPE at {n}", "value": at["rope"]["vs_nope"],
+                        "holds": at["rope"]["vs_nope"] <= 1.03})
+    for row in result.get("kernels", {}).get("rotary", []):
+        if row.get("seq_len") == 16384 and str(row.get("impl", "")).startswith("triton") and "frac_of_copy" in row:
+            out.append({"target": f"{row['op']} ({row['positions']}) >= 85% of copy bandwidth at 16K",
+                        "value": round(row["frac_of_copy"], 3), "holds": row["frac_of_copy"] >= 0.85})
+    for row in result.get("hf", []):
+        out.append({"target": f"our prefill >= 1.2x transformers' at {row['length']}", "value": row["speedup"],
+                    "holds": row["speedup"] >= 1.2})
+    return out
+
+
+def to_markdown(result: dict) -> str:
+    from kernels.bench import to_markdown as table
+
+    lines = [f"# posbench bench\n", f"Device: {result['device']}. Model: {result['model']} (random weights, "
+             f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up.\n"]
+    for key, title in [("targets", "Targets"), ("prefill", "Prefill per scheme"), ("decode", "Decode per scheme"),
+                       ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)")]:
+        if result.get(key):
+            lines += [f"## {title}\n", table(result[key]), ""]
+    kernels = result.get("kernels") or {}
+    if kernels.get("copy"):
+        lines += ["## Copy bandwidth\n", table([kernels["copy"]]), ""]
+    for key in ("rotary", "attention"):
+        if kernels.get(key):
+            lines += [f"## Kernels: {key}\n", table(kernels[key]), ""]
+    for section, err in result.get("errors", {}).items():
+        lines.append(f"- section {section} failed: {err}")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), device="cuda", shape="1b",
+              with_hf=True, with_kernels=True, echo=print) -> dict:
+    from harness import manifest as manifest_info
+    from harness.results import atomic_write_json, atomic_write_text
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    hf_config = olmo2_1b_config(max_positions=max(lengths)) if shape == "1b" else tiny_config(max(lengths))
+    timer = Timer(device)
+    info = manifest_info.device_info(device)
+    result = {"device": info.get("gpu", info["cpu"]), "device_info": info, "versions": manifest_info.versions(),
+              "git": manifest_info.git_commit(), "dtype": str(dtype).removeprefix("torch."),
+              "model": "OLMo-2-1B shape" if shape == "1b" else "tiny OLMo-2", "lengths": list(lengths),
+              "errors": {}}
+    models = build_models(hf_config, {k: SCHEMES[k] for k in schemes}, device, dtype)
+    sections = [("prefill", lambda: prefill_rows(models, lengths, device, timer)),
+                ("decode", lambda: decode_rows(models, lengths, device, timer))]
+    if with_hf:
+        base = models.get("rope") or next(iter(models.values()))
+        sections.append(("hf", lambda: hf_rows(base, hf_config, lengths, device, dtype, timer)))
+    if with_kernels and device == "cuda":
+        sections.append(("kernels", lambda: kernel_rows(lengths)))
+    for name, fn in sections:
+        echo(f"bench: {name} ...")
+        try:
+            result[name] = fn()
+        except Exception as err:  # one failing section must not hide the others
+            result["errors"][name] = f"{type(err).__name__}: {err}"[:500]
+            echo(f"bench: {name} failed: {result['errors'][name]}")
+    result["targets"] = targets(result)
+    out = Path(out_dir)
+    atomic_write_json(out / "bench.json", result)
+    atomic_write_text(out / "bench.md", to_markdown(result))
+    return result

@@ -225,7 +225,7 @@ def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), devi
     timer = Timer(device)
     info = manifest_info.device_info(device)
     result = {"device": info.get("gpu", info["cpu"]), "device_info": info, "versions": manifest_info.versions(),
-              "git": manifest_info.git_commit(), "dtype": str(dtype).removeprefix("torch."),
+              **manifest_info.git_commit(), "dtype": str(dtype).removeprefix("torch."),
               "model": "OLMo-2-1B shape" if shape == "1b" else "tiny OLMo-2", "lengths": list(lengths),
               "errors": {}}
     models = build_models(hf_config, {k: SCHEMES[k] for k in schemes}, device, dtype)

@@ -15,17 +15,18 @@ def now() -> str:
 
 
 def git_commit() -> dict:
-    """The commit posbench runs from, and whether the tree has uncommitted changes (results must say so)."""
+    """{"git_commit", "git_dirty"}: the commit posbench runs from, and whether the tree has uncommitted changes
+    (results must say so)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     try:
         head = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None}
+        return {"git_commit": None, "git_dirty": None}
     if head.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": head.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
 def versions() -> dict:

@@ -73,7 +73,7 @@ def new_manifest(sweep: Sweep, specs, warnings, device: str) -> dict:
     return {
         "run_id": f"{time.strftime('%Y%m%d-%H%M%S')}-{_config_fingerprint(sweep)}",
         "config_fingerprint": _config_fingerprint(sweep),
-        "git": manifest_info.git_commit(),
+        **manifest_info.git_commit(),
         "versions": manifest_info.versions(),
         "device": manifest_info.device_info(device),
         "started": manifest_info.now(),
@@ -101,7 +101,7 @@ def open_run(sweep: Sweep, out_dir, specs, warnings, device, fresh=False) -> tup
             raise SweepError(f"{run.root} holds a run with a different configuration "
                              f"(its sweep: {old.get('config', {}).get('source') or 'command line'}); "
                              "choose another --out, or pass --fresh to start it again")
-        old["resumed"].append({"at": manifest_info.now(), "git": manifest_info.git_commit(),
+        old["resumed"].append({"at": manifest_info.now(), **manifest_info.git_commit(),
                                "device": manifest_info.device_info(device)})
         old["finished"] = None
         return run, old

@@ -197,6 +197,7 @@ class SampleDraft:
     metadata: dict = dataclasses.field(default_factory=dict)
     choices: list = None               # multiple choice: the continuations to score
     gold_index: int = None
+    skip_reason: str = None            # a loader's record that cannot run (e.g. its table file is missing): counted
 
 
 @dataclasses.dataclass
@@ -339,8 +340,8 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
     for i, draft in drafts:
         prompt, prefix = render(spec, draft.fields)
         tokens = count(prompt)
-        skip = None
-        if budget is not None and tokens > budget:
+        skip = draft.skip_reason
+        if skip is None and budget is not None and tokens > budget:
             if spec.source_kind == "generator":
                 raise TaskError(f"task {spec.name} sample {i}: generator {spec.source_name!r} produced "
                                 f"{tokens} prompt tokens for a budget of {budget} (a generator bug)")

@@ -6,23 +6,34 @@ inside their run functions: `eval.py --help` should answer instantly.
 import argparse
 import importlib
 import sys
+import warnings
 
 # Order is the order shown by --help.
-COMMANDS = ["list"]
+COMMANDS = ["list", "info", "generate", "run", "report"]
 
 EPILOG = """\
 examples:
   python eval.py list tasks                      # every task and group
   python eval.py list schemes                    # position schemes and their parameters
-  python eval.py info --model DIR                # what a checkpoint is and which scheme each layer uses
-  python eval.py generate niah_single_1 --tokenizer DIR --length 4096 --samples 3
+  python eval.py info MODEL_DIR                  # what a checkpoint is and which scheme each layer uses
+  python eval.py report RUN_DIR                  # paper-style tables and plots from a finished run
 
 Everything loads from local paths; nothing is downloaded.
 """
 
+# posbench's packages. Every error class they define for bad input (TaskError, SchemeError, CheckpointError,
+# SweepError, ReportError, ...) subclasses ValueError; those are printed as one `error:` line. A ValueError raised
+# anywhere else (a bug, or a library) keeps its traceback.
+OWN_PACKAGES = ("harness", "tasks", "position_schemes", "kernels")
 
-class UserError(Exception):
+
+class UserError(ValueError):
     """A problem with the user's input: printed as one clear message, without a traceback."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    cls = type(err)
+    return isinstance(err, ValueError) and cls.__module__.split(".")[0] in OWN_PACKAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"  # users need the message, not our source line
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -47,7 +63,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except UserError as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,6 +12,8 @@ Pairing is rotate-half (NeoX/Hugging Face): dim i pairs with dim i + R/2 and tur
 Angles, cos and sin are computed in fp32 (a 16-bit angle is useless once positions reach the thousands); cos and sin
 are multiplied by attention_scaling (YaRN's mscale, 1.0 otherwise); the result is cast back to x's dtype.
 """
+import os
+
 import torch
 
 
@@ -40,7 +42,108 @@ def rotary_reference(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.T
     return out.to(x.dtype)
 
 
-def apply_rotary(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
-                 attention_scaling: float = 1.0) -> torch.Tensor:
-    """The model core's entry point: the fastest correct path for x's device."""
-    return rotary_reference(x, positions, inv_freq, attention_scaling)
+def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """OLMo-2's RMSNorm over the last dim (as Hugging Face's Olmo2RMSNorm): fp32 statistics, weight applied in fp32,
+    result cast back to x's dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight.float() * xf).to(x.dtype)
+
+
+def qk_norm_rotary_reference(q_proj: torch.Tensor, k_proj: torch.Tensor, q_weight: torch.Tensor,
+                             k_weight: torch.Tensor, eps: float, positions: torch.Tensor, inv_freq: torch.Tensor,
+                             attention_scaling: float, num_heads: int, num_kv_heads: int):
+    """OLMo-2 q/k path: RMSNorm over the whole projection row [B, N, H*D], split heads, rotate. Returns (q, k) as
+    [B, N, H, D]. (The fused kernel skips the reference's intermediate rounding of the normalised row to 16 bits.)"""
+    B, N = q_proj.shape[:2]
+    q = rms_norm_reference(q_proj, q_weight, eps).view(B, N, num_heads, -1)
+    k = rms_norm_reference(k_proj, k_weight, eps).view(B, N, num_kv_heads, -1)
+    return (rotary_reference(q, positions, inv_freq, attention_scaling),
+            rotary_reference(k, positions, inv_freq, attention_scaling))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dispatch. Triton is optional: CPU installs without it import this module fine and always use the reference.
+
+try:
+    from . import rotary_triton as _triton
+except ImportError:  # no triton package
+    _triton = None
+
+BACKENDS = ("auto", "triton", "reference")
+
+
+def triton_available() -> bool:
+    return _triton is not None
+
+
+def _interpreting() -> bool:
+    """Triton's interpreter (TRITON_INTERPRET=1, read when the kernels were defined) runs kernels on CPU tensors."""
+    return _triton is not None and os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _use_triton(backend: str, device: torch.device) -> bool:
+    """auto: Triton on CUDA, the reference elsewhere. triton: Triton or an error (CPU needs the interpreter)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return False
+    if backend == "triton":
+        if _triton is None:
+            raise RuntimeError("backend='triton' needs the triton package")
+        if device.type != "cuda" and not _interpreting():
+            raise RuntimeError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before kernels/ is "
+                               "imported")
+        return True
+    return _triton is not None and device.type == "cuda"
+
+
+def _expand_batch(positions: torch.Tensor, batch: int) -> torch.Tensor:
+    """Positions given for one sequence ([1, N] or [1, N, P]) broadcast over the batch, as in the reference."""
+    if positions.dim() >= 2 and positions.shape[0] == 1 and batch != 1:
+        return positions.expand(batch, *positions.shape[1:])
+    return positions
+
+
+def apply_rotary_qk(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor | None, inv_freq: torch.Tensor,
+                    attention_scaling: float = 1.0, *, backend: str = "auto", config=None):
+    """Rotate q [B, N, Hq, D] and k [B, N, Hk, D] by positions ([B, N] integer or float, or [B, N, P] float with P
+    dividing Hq and Hk); one Triton launch for both on CUDA. positions=None (NoPE) returns q, k unchanged.
+
+    Differentiable in q, k and floating positions. For decoding pass N = 1 and the new token's position (cache
+    length + offset). config: a rotary_triton.RotaryConfig to override the launch shape (benchmarks)."""
+    if positions is None:
+        return q, k
+    positions = _expand_batch(positions, q.shape[0])
+    if not _use_triton(backend, q.device):
+        return (rotary_reference(q, positions, inv_freq, attention_scaling),
+                rotary_reference(k, positions, inv_freq, attention_scaling))
+    return _triton.RotaryQK.apply(q, k, positions, inv_freq, attention_scaling, config)
+
+
+def apply_rotary(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, attention_scaling: float = 1.0,
+                 *, backend: str = "auto", config=None) -> torch.Tensor:
+    """Rotate one tensor x [B, N, H, D] (see apply_rotary_qk); the fastest correct path for x's device."""
+    positions = _expand_batch(positions, x.shape[0])
+    if not _use_triton(backend, x.device):
+        return rotary_reference(x, positions, inv_freq, attention_scaling)
+    return _triton.RotaryQK.apply(x, None, positions, inv_freq, attention_scaling, config)[0]
+
+
+def apply_qk_norm_rotary(q_proj: torch.Tensor, k_proj: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
+                         eps: float, positions: torch.Tensor | None, inv_freq: torch.Tensor | None,
+                         attention_scaling: float, num_heads: int, num_kv_heads: int, *, backend: str = "auto",
+                         config=None):
+    """OLMo-2's q/k RMSNorm (over the whole [B, N, H*D] projection row) followed by the rotation, fused into one
+    Triton pass on CUDA. Returns q [B, N, num_heads, D], k [B, N, num_kv_heads, D]. positions=None (NoPE) only
+    normalises. Differentiable in q_proj, k_proj, both weights and floating positions."""
+    B, N = q_proj.shape[:2]
+    if positions is None:
+        return (rms_norm_reference(q_proj, q_weight, eps).view(B, N, num_heads, -1),
+                rms_norm_reference(k_proj, k_weight, eps).view(B, N, num_kv_heads, -1))
+    positions = _expand_batch(positions, B)
+    if not _use_triton(backend, q_proj.device):
+        return qk_norm_rotary_reference(q_proj, k_proj, q_weight, k_weight, eps, positions, inv_freq,
+                                        attention_scaling, num_heads, num_kv_heads)
+    return _triton.QKNormRotary.apply(q_proj, k_proj, q_weight, k_weight, eps, positions, inv_freq,
+                                      attention_scaling, num_heads, num_kv_heads, config)

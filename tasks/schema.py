@@ -246,6 +246,7 @@ class SampleContext:
     rng: random.Random                  # seeded from (seed, task, index): the same sample at every length
     count_tokens: Callable[[str], int]
     render: Callable[[dict], str]       # template fields -> full prompt
+    seed: int = 42                      # the task's seed: what RULER seeds its dataset-wide fixed shuffles with
 
 
 @dataclasses.dataclass
@@ -326,7 +327,7 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
         for i in indices:
             ctx = SampleContext(task=spec.name, index=i, length=length, budget=budget,
                                 rng=sample_rng(seed, spec.name, i), count_tokens=count,
-                                render=lambda fields: render(spec, fields)[0])
+                                render=lambda fields: render(spec, fields)[0], seed=seed)
             drafts.append((i, fn(ctx, **params)))
     else:
         fn = registry.lookup(registry.LOADERS, "loader", spec.source_name, where)
@@ -340,19 +341,22 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
     for i, draft in drafts:
         prompt, prefix = render(spec, draft.fields)
         tokens = count(prompt)
-        skip = draft.skip_reason
+        skip, metadata = draft.skip_reason, draft.metadata
         if skip is None and budget is not None and tokens > budget:
-            if spec.source_kind == "generator":
+            # A generator may overshoot only on purpose, for a task that declares how to cut (the RePo authors'
+            # RULER: instances sized as RULER sized them, then left-truncated to their shorter budget).
+            if spec.source_kind == "generator" and spec.truncation == "none":
                 raise TaskError(f"task {spec.name} sample {i}: generator {spec.source_name!r} produced "
                                 f"{tokens} prompt tokens for a budget of {budget} (a generator bug)")
             if spec.truncation == "none":
                 skip = f"prompt has {tokens} tokens, over the budget of {budget} at length {length}"
             else:
                 prompt = truncate(tokenizer, prompt, budget, spec.truncation)
+                metadata = {**metadata, "truncated_from_tokens": tokens}   # a copy: loaders may cache drafts
                 tokens = count(prompt)
         samples.append(Sample(task=spec.name, index=i, length=length, seed=seed, prompt=prompt,
                               answer_prefix=prefix, answers=list(draft.answers), max_new_tokens=new_tokens,
-                              stop=list(spec.stop), token_count=tokens, metadata=draft.metadata,
+                              stop=list(spec.stop), token_count=tokens, metadata=metadata,
                               choices=draft.choices, gold_index=draft.gold_index, skip_reason=skip))
     return samples
 

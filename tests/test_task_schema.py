@@ -13,7 +13,7 @@ TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.tokenizer import load_tokenizer
+    from harness.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER_FILE)
 
 

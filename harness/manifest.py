@@ -1,0 +1,52 @@
+"""What a run records about where it ran: posbench's git commit, package versions, the device."""
+import datetime
+import importlib.metadata
+import platform
+import subprocess
+
+from harness.data import REPO_ROOT
+
+PACKAGES = ["torch", "transformers", "tokenizers", "triton", "numpy", "nltk", "wonderwords", "rouge", "fuzzywuzzy",
+            "lm-eval", "safetensors", "pyyaml"]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> dict:
+    """The commit posbench runs from, and whether the tree has uncommitted changes (results must say so)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info(device: str) -> dict:
+    import torch
+
+    info = {"device": device, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(idx)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    multiprocessors=props.multi_processor_count, cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    return info

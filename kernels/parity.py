@@ -1,0 +1,264 @@
+"""Parity checks of the Triton rotary kernels against the plain-PyTorch references.
+
+Shared by tests/test_kernels_*.py (CPU through Triton's interpreter, CUDA natively) and kernels.gpu_check. Each check
+draws fresh random inputs (the seed is returned, to replay a failure), fills every buffer the kernels allocate with
+NaN first so that an element left unwritten cannot pass, and returns ||out - ref|| / ||ref|| per output.
+"""
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from .attention import attention, attention_reference
+from .rotary import (apply_qk_norm_rotary, apply_rotary, apply_rotary_qk, qk_norm_rotary_reference,
+                     rotary_reference)
+
+# Forward: kernel vs the reference in the same dtype. Gradients: fp32 inputs vs autograd through the fp32 reference;
+# 16-bit inputs vs the fp32 reference on the same (upcast) values.
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+# The reference against a float64 computation from the same fp32 angles.
+REFERENCE_TOLERANCE = 1e-6
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64 (NaN anywhere gives NaN, which fails every `<` comparison)."""
+    out, ref = out.detach().double(), ref.detach().double()
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+@contextmanager
+def poisoned_allocations():
+    """Make torch.empty return NaN-filled floating tensors while active (the kernels' outputs and scratch)."""
+    real_empty = torch.empty
+
+    def empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        if t.is_floating_point():
+            t.fill_(float("nan"))
+        return t
+
+    torch.empty = empty
+    try:
+        yield
+    finally:
+        torch.empty = real_empty
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input shape. positions: "int" [B, N] integers, "float" [B, N] floats shared by all heads, "heads"
+    [B, N, P] floats (P = position_heads). strided: q/k are views into a fused qkv projection (rotary cases) and
+    k is also written straight into a [B, Hk, S, D] cache slice. batch_broadcast: positions given for one sequence
+    ([1, N])."""
+    name: str
+    batch: int
+    seq: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+    rotary_dim: int
+    positions: str
+    position_heads: int = 1
+    max_position: float = 4096.0
+    scaling: float = 1.0
+    strided: bool = False
+    batch_broadcast: bool = False
+
+
+ROTARY_CASES = (
+    Case("mha_int", 2, 7, 4, 4, 32, 32, "int", max_position=100),
+    Case("gqa_heads_far", 2, 33, 8, 2, 32, 32, "heads", position_heads=2, max_position=5e4, scaling=1.25),
+    Case("decode_int_1e5", 3, 1, 4, 4, 64, 64, "int", max_position=1e5),
+    Case("partial_odd_half", 1, 7, 4, 2, 40, 24, "heads", position_heads=2, max_position=300.0),
+    Case("shared_float_odd_heads", 2, 5, 6, 3, 16, 16, "float", max_position=5e4, scaling=0.8),
+    Case("beyond_fast_trig", 1, 9, 2, 2, 16, 16, "heads", position_heads=2, max_position=4e5),
+    Case("strided_cache", 2, 7, 4, 2, 32, 32, "heads", position_heads=1, max_position=1e3, strided=True),
+    Case("one_token_broadcast", 2, 1, 2, 1, 16, 8, "int", max_position=1e5, batch_broadcast=True),
+)
+NORM_CASES = (
+    Case("norm_mha_heads", 2, 7, 4, 4, 32, 32, "heads", position_heads=4, max_position=5e4),
+    Case("norm_gqa_int_partial_cache", 1, 33, 8, 2, 16, 8, "int", max_position=1e5, scaling=1.1, strided=True),
+    Case("norm_shared_float_odd", 2, 3, 6, 3, 24, 24, "float", max_position=2e3),
+)
+
+
+def inv_freq_for(rotary_dim: int, theta: float = 10000.0) -> torch.Tensor:
+    return 1.0 / theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim)
+
+
+def make_positions(case: Case, device, gen: torch.Generator, requires_grad: bool = False) -> torch.Tensor:
+    b = 1 if case.batch_broadcast else case.batch
+    shape = (b, case.seq) if case.positions in ("int", "float") else (b, case.seq, case.position_heads)
+    if case.positions == "int":
+        pos = torch.randint(0, int(case.max_position) + 1, shape, device=device, generator=gen)
+        pos.view(-1)[0] = int(case.max_position)  # the far end of the range is always exercised
+        return pos
+    pos = torch.rand(shape, device=device, generator=gen) * case.max_position
+    pos.view(-1)[0] = case.max_position
+    return pos.requires_grad_(requires_grad)
+
+
+def make_qk(case: Case, dtype, device, gen: torch.Generator):
+    B, N, Hq, Hk, D = case.batch, case.seq, case.q_heads, case.kv_heads, case.head_dim
+    if case.strided:
+        qkv = torch.randn(B, N, (Hq + 2 * Hk) * D, device=device, generator=gen).to(dtype)
+        return qkv[..., :Hq * D].view(B, N, Hq, D), qkv[..., Hq * D:(Hq + Hk) * D].view(B, N, Hk, D)
+    return (torch.randn(B, N, Hq, D, device=device, generator=gen).to(dtype),
+            torch.randn(B, N, Hk, D, device=device, generator=gen).to(dtype))
+
+
+def _generator(device, seed: int | None):
+    seed = random.randrange(2 ** 31) if seed is None else seed
+    return seed, torch.Generator(device).manual_seed(seed)
+
+
+def check_rotary_forward(case: Case, dtype, device, seed: int | None = None) -> dict:
+    """apply_rotary_qk (Triton) and apply_rotary vs rotary_reference; for strided cases k is also written into a
+    poisoned cache slice, whose other slots must stay untouched."""
+    seed, gen = _generator(device, seed)
+    q, k = make_qk(case, dtype, device, gen)
+    pos = make_positions(case, device, gen)
+    inv_freq = inv_freq_for(case.rotary_dim).to(device)
+    with poisoned_allocations():
+        out_q, out_k = apply_rotary_qk(q, k, pos, inv_freq, case.scaling, backend="triton")
+        out_single = apply_rotary(k, pos, inv_freq, case.scaling, backend="triton")
+    pos_full = pos.expand(case.batch, *pos.shape[1:])
+    ref_q = rotary_reference(q, pos_full, inv_freq, case.scaling)
+    ref_k = rotary_reference(k, pos_full, inv_freq, case.scaling)
+    errors = dict(seed=seed, q=rel_err(out_q, ref_q), k=rel_err(out_k, ref_k), single=rel_err(out_single, ref_k))
+    if case.strided:
+        from .rotary_triton import rotary_qk_forward
+        B, N, Hk, D = k.shape
+        cache = torch.full((B, Hk, N + 2, D), float("nan"), device=device, dtype=dtype)
+        rotary_qk_forward(q, k, pos_full, inv_freq, case.scaling, out_k=cache[:, :, 1:N + 1].transpose(1, 2))
+        errors["cache"] = rel_err(cache[:, :, 1:N + 1].transpose(1, 2), ref_k)
+        # Slots outside the slice must still hold the NaN poison: report any written one as an infinite error.
+        errors["cache_outside"] = 0.0 if cache[:, :, [0, N + 1]].isnan().all() else float("inf")
+    return errors
+
+
+def check_rotary_backward(case: Case, dtype, device, seed: int | None = None) -> dict:
+    """Gradients of apply_rotary_qk (Triton) w.r.t. q, k and float positions vs autograd through the fp32 reference."""
+    seed, gen = _generator(device, seed)
+    q, k = make_qk(case, dtype, device, gen)
+    q, k = q.detach().requires_grad_(), k.detach().requires_grad_()
+    learned = case.positions != "int"
+    pos = make_positions(case, device, gen, requires_grad=learned)
+    inv_freq = inv_freq_for(case.rotary_dim).to(device)
+    grad_q = torch.randn(q.shape, device=device, generator=gen).to(dtype)
+    grad_k = torch.randn(k.shape, device=device, generator=gen).to(dtype)
+    inputs = [q, k] + ([pos] if learned else [])
+    with poisoned_allocations():
+        out_q, out_k = apply_rotary_qk(q, k, pos, inv_freq, case.scaling, backend="triton")
+        got = torch.autograd.grad([out_q, out_k], inputs, [grad_q, grad_k])
+    q32, k32 = q.detach().float().requires_grad_(), k.detach().float().requires_grad_()
+    pos32 = pos.detach().requires_grad_(learned)
+    pos_full = pos32.expand(case.batch, *pos32.shape[1:])
+    ref = torch.autograd.grad(
+        [rotary_reference(q32, pos_full, inv_freq, case.scaling),
+         rotary_reference(k32, pos_full, inv_freq, case.scaling)],
+        [q32, k32] + ([pos32] if learned else []), [grad_q.float(), grad_k.float()])
+    errors = dict(seed=seed, dq=rel_err(got[0], ref[0]), dk=rel_err(got[1], ref[1]))
+    if learned:
+        errors["dpos"] = rel_err(got[2], ref[2])
+    return errors
+
+
+def _norm_inputs(case: Case, dtype, device, gen, requires_grad: bool):
+    B, N, Hq, Hk, D = case.batch, case.seq, case.q_heads, case.kv_heads, case.head_dim
+    q_proj = torch.randn(B, N, Hq * D, device=device, generator=gen).mul(3).to(dtype).requires_grad_(requires_grad)
+    k_proj = torch.randn(B, N, Hk * D, device=device, generator=gen).mul(3).to(dtype).requires_grad_(requires_grad)
+    q_w = (1 + 0.2 * torch.randn(Hq * D, device=device, generator=gen)).to(dtype).requires_grad_(requires_grad)
+    k_w = (1 + 0.2 * torch.randn(Hk * D, device=device, generator=gen)).to(dtype).requires_grad_(requires_grad)
+    return q_proj, k_proj, q_w, k_w
+
+
+def check_norm_forward(case: Case, dtype, device, seed: int | None = None) -> dict:
+    seed, gen = _generator(device, seed)
+    q_proj, k_proj, q_w, k_w = _norm_inputs(case, dtype, device, gen, False)
+    pos = make_positions(case, device, gen)
+    inv_freq = inv_freq_for(case.rotary_dim).to(device)
+    args = (1e-6, pos, inv_freq, case.scaling, case.q_heads, case.kv_heads)
+    with poisoned_allocations():
+        out_q, out_k = apply_qk_norm_rotary(q_proj, k_proj, q_w, k_w, *args, backend="triton")
+    ref_q, ref_k = qk_norm_rotary_reference(q_proj, k_proj, q_w, k_w, *args)
+    errors = dict(seed=seed, q=rel_err(out_q, ref_q), k=rel_err(out_k, ref_k))
+    if case.strided:  # k written straight into a poisoned [B, Hk, S, D] cache slice
+        from .rotary_triton import qk_norm_rotary_forward
+        B, N, Hk, D = ref_k.shape
+        cache = torch.full((B, Hk, N + 2, D), float("nan"), device=device, dtype=dtype)
+        qk_norm_rotary_forward(q_proj, k_proj, q_w, k_w, *args, out_k=cache[:, :, 1:N + 1].transpose(1, 2))
+        errors["cache"] = rel_err(cache[:, :, 1:N + 1].transpose(1, 2), ref_k)
+        errors["cache_outside"] = 0.0 if cache[:, :, [0, N + 1]].isnan().all() else float("inf")
+    return errors
+
+
+def check_norm_backward(case: Case, dtype, device, seed: int | None = None) -> dict:
+    """Gradients of the fused norm + rotary w.r.t. both projections, both weights and float positions."""
+    seed, gen = _generator(device, seed)
+    learned = case.positions != "int"
+    tensors = _norm_inputs(case, dtype, device, gen, True)
+    pos = make_positions(case, device, gen, requires_grad=learned)
+    inv_freq = inv_freq_for(case.rotary_dim).to(device)
+    args = (1e-6, pos, inv_freq, case.scaling, case.q_heads, case.kv_heads)
+    B, N, D = case.batch, case.seq, case.head_dim
+    grad_q = torch.randn(B, N, case.q_heads, D, device=device, generator=gen).to(dtype)
+    grad_k = torch.randn(B, N, case.kv_heads, D, device=device, generator=gen).to(dtype)
+    with poisoned_allocations():
+        out = apply_qk_norm_rotary(*tensors, *args, backend="triton")
+        got = torch.autograd.grad(out, list(tensors) + ([pos] if learned else []), [grad_q, grad_k])
+    tensors32 = [t.detach().float().requires_grad_() for t in tensors]
+    pos32 = pos.detach().requires_grad_(learned)
+    ref_out = qk_norm_rotary_reference(*tensors32, 1e-6, pos32, *args[2:])
+    ref = torch.autograd.grad(ref_out, tensors32 + ([pos32] if learned else []), [grad_q.float(), grad_k.float()])
+    names = ["dq_proj", "dk_proj", "dq_weight", "dk_weight"] + (["dpos"] if learned else [])
+    return dict(seed=seed, **{name: rel_err(g, r) for name, g, r in zip(names, got, ref)})
+
+
+def check_reference_float64(device, seed: int | None = None) -> dict:
+    """rotary_reference (fp32) against a float64 complex rotation from the same fp32 angles: pair (x_i, x_{i+R/2})
+    is the complex number x_i + 1j * x_{i+R/2}, multiplied by attention_scaling * exp(1j * angle_i)."""
+    seed, gen = _generator(device, seed)
+    B, N, H, D, R, P = 2, 5, 4, 16, 12, 2
+    x = torch.randn(B, N, H, D, device=device, generator=gen)
+    pos = torch.rand(B, N, P, device=device, generator=gen) * 3e4
+    inv_freq = inv_freq_for(R).to(device)
+    scaling = 1.3
+    out = rotary_reference(x, pos, inv_freq, scaling)
+    angle = (pos.float()[..., None] * inv_freq).double()  # [B, N, P, R/2], fp32 product as the contract says
+    angle = angle.repeat_interleave(H // P, dim=2)
+    z = torch.complex(x[..., :R // 2].double(), x[..., R // 2:R].double()) * scaling * torch.exp(1j * angle)
+    expected = torch.cat([z.real, z.imag, x[..., R:].double()], dim=-1)
+    return dict(seed=seed, reference=rel_err(out, expected))
+
+
+ATTENTION_CASES = (
+    # (name, B, Hq, Hk, Nq, Nk, causal, left padding of the second sequence)
+    ("prefill_causal", 2, 4, 4, 33, 33, True, 0),
+    ("prefill_gqa", 1, 8, 2, 17, 17, True, 0),
+    ("prefill_left_padded", 2, 4, 2, 12, 12, True, 5),
+    ("chunk_with_cache", 1, 4, 4, 5, 21, True, 0),
+    ("decode_left_padded", 3, 8, 2, 1, 40, True, 7),
+    ("bidirectional", 1, 2, 2, 9, 9, False, 0),
+)
+
+
+def check_attention(case: tuple, dtype, device, backend: str = "auto", head_dim: int = 64,
+                    seed: int | None = None) -> dict:
+    """attention() vs attention_reference (fp32 softmax, explicit head repetition) on fresh inputs."""
+    _, B, Hq, Hk, Nq, Nk, causal, pad = case
+    seed, gen = _generator(device, seed)
+    q = torch.randn(B, Nq, Hq, head_dim, device=device, generator=gen).to(dtype).transpose(1, 2)  # strided views
+    k = torch.randn(B, Nk, Hk, head_dim, device=device, generator=gen).to(dtype).transpose(1, 2)
+    v = torch.randn(B, Nk, Hk, head_dim, device=device, generator=gen).to(dtype).transpose(1, 2)
+    mask = None
+    if pad:
+        mask = torch.ones(B, Nk, dtype=torch.bool, device=device)
+        mask[-1, :pad] = False
+    out = attention(q, k, v, causal=causal, mask=mask, backend=backend)
+    ref = attention_reference(q, k, v, causal=causal, mask=mask)
+    if pad:  # rows of padding queries are garbage by design; compare real query rows only
+        real = mask[:, -Nq:]
+        out, ref = out.transpose(1, 2)[real], ref.transpose(1, 2)[real]
+    return dict(seed=seed, out=rel_err(out, ref))

@@ -1,7 +1,7 @@
 """lm-evaluation-harness's own command line, with posbench's model registered and nothing downloaded.
 
     python -m harness.lm_eval_cli --model posbench \\
-        --model_args pretrained=DIR,scheme=repo,max_length=4096,batch_size=8 \\
+        --model_args pretrained=DIR,scheme=repo,max_length=4096 --batch_size 8 \\
         --tasks posbench_arc_easy,posbench_mmlu --include_path tasks/general --limit 4
 
 Every argument is lm-eval's (`lm_eval --help`), plus posbench's `--data NAME=PATH` for the user-supplied data sets

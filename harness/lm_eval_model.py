@@ -1,7 +1,7 @@
 """posbench's model core as an lm-evaluation-harness model: `--model posbench`.
 
-    python -m harness.lm_eval_cli --model posbench \\
-        --model_args pretrained=DIR,scheme=repo,max_length=4096 --tasks posbench_arc_easy --include_path tasks/general
+    python -m harness.lm_eval_cli --model posbench --model_args pretrained=DIR,scheme=repo,max_length=4096 \\
+        --batch_size 8 --tasks posbench_arc_easy --include_path tasks/general
 
 Importing this module registers the name "posbench" (lm-eval 0.4.13 has no plugin entry point for models, and it
 builds the model before it imports task files, so `harness.lm_eval_cli` imports this module and then hands its
@@ -58,11 +58,12 @@ def greedy_generate(model, ids: list, max_new_tokens: int, stop_ids=(), device="
 @register_model("posbench")
 class PosbenchLM(TemplateLM):
     def __init__(self, pretrained, scheme=None, max_length=None, batch_size=1, max_gen_toks=256, dtype="float32",
-                 device="cpu", add_bos_token=False, loader=None, max_batch_size=None, **kwargs):
+                 device="cpu", add_bos_token=False, tokenizer=None, loader=None, max_batch_size=None, **kwargs):
         super().__init__()
         if kwargs:
             raise ValueError(f"posbench: unknown model_args {sorted(kwargs)}; accepted: pretrained, scheme, "
-                             "max_length, batch_size, max_gen_toks, dtype, device, add_bos_token, loader")
+                             "max_length, max_gen_toks, dtype, device, add_bos_token, tokenizer, loader "
+                             "(batch size: lm-eval's --batch_size)")
         if max_length is None:
             raise ValueError("posbench: pass max_length=N in --model_args (the context length to evaluate at); "
                              "posbench does not guess it from the checkpoint")
@@ -78,6 +79,11 @@ class PosbenchLM(TemplateLM):
         self.max_gen_toks, self.add_bos_token, self._device = int(max_gen_toks), bool(add_bos_token), str(device)
         self.model, self.tokenizer, self.info = resolve_loader(loader)(
             pretrained, scheme=scheme or None, dtype=DTYPES[dtype], device=self._device)
+        if tokenizer is not None:
+            from harness.checkpoint import load_tokenizer
+            self.tokenizer = load_tokenizer(tokenizer)
+        if self.tokenizer is None:
+            raise ValueError(f"posbench: {pretrained} has no tokenizer files; pass tokenizer=PATH in --model_args")
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"posbench: the tokenizer of {pretrained} has no EOS token (needed to end generation "
                              "and as the empty-context prefix)")

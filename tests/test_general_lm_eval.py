@@ -32,6 +32,15 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def core_model(tmp_path_factory):
+    """A tiny random checkpoint of posbench's own model core with the RePo scheme (RePo from layer 5, its default)."""
+    from harness.tiny import build_tiny_model
+    from tests.test_general import TOKENIZER_FILE
+    return build_tiny_model(tmp_path_factory.mktemp("core"), TOKENIZER_FILE, scheme="repo", hidden=32, layers=6,
+                            heads=2, max_positions=2048)
+
+
+@pytest.fixture(scope="module")
 def lm(tiny_model):
     return PosbenchLM(pretrained=str(tiny_model), scheme="repo", max_length=64, batch_size=3, loader=hf_loader)
 
@@ -96,6 +105,20 @@ def test_generate_until_is_greedy_and_stops(lm):
         lm.generate_until([Req(context, {"do_sample": True})], disable_tqdm=True)
 
 
+def test_default_loader_runs_the_model_core_like_the_engine(core_model):
+    """No loader injected: harness.checkpoint.load_model builds the RePo model; scores match posbench's engine."""
+    from harness.engine import TorchEngine
+    lm = PosbenchLM(pretrained=str(core_model), scheme="repo", max_length=128, batch_size=2)
+    assert lm.info["scheme"]["name"] == "repo"
+    pairs = [("Question: Is the sky blue?\nAnswer:", " yes"), ("Question: Is the sky blue?\nAnswer:", " no"),
+             ("The river flows", " to the sea")]
+    engine = TorchEngine(lm.model, lm.tokenizer, lm.info, "cpu", torch.float32, batch_size=2)
+    ours = lm.loglikelihood([Req(*p) for p in pairs], disable_tqdm=True)
+    assert [x[0] for x in ours] == pytest.approx([x[0] for x in engine.loglikelihood(pairs)], abs=1e-4)
+    (text,) = lm.generate_until([Req("The river flows", {"until": ["\n"], "max_gen_toks": 5})], disable_tqdm=True)
+    assert text == engine.generate(["The river flows"], 5, ["\n"])[0].text
+
+
 def test_constructor_errors(tiny_model):
     with pytest.raises(ValueError, match="pass max_length=N"):
         PosbenchLM(pretrained=str(tiny_model), loader=hf_loader)
@@ -116,7 +139,7 @@ def evaluate(lm, tasks, limit=4, **kw):
 
 @pytest.mark.slow
 def test_shipped_tasks_in_process_use_the_same_prompts_as_posbench(lm):
-    from harness.tokenizer import load_tokenizer
+    from harness.checkpoint import load_tokenizer
     from tasks import TaskRegistry, build_samples
     out = evaluate(lm, ["posbench_arc_easy", "posbench_boolq", "posbench_mmlu"], limit=3)
     assert out["results"]["posbench_arc_easy"]["acc,none"] in (0, 1 / 3, 2 / 3, 1)
@@ -182,10 +205,11 @@ def test_user_data_missing_is_a_clear_error(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_lm_eval_cli_wrapper_end_to_end(tiny_model, tmp_path):
+def test_lm_eval_cli_wrapper_end_to_end(core_model, tmp_path):
+    """What a user types, on a tiny RePo checkpoint of the model core (no stand-in loader)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "harness.lm_eval_cli", "--model", "posbench", "--model_args",
-           f"pretrained={tiny_model},scheme=repo,max_length=512,loader=tests.test_general:hf_loader",
+           f"pretrained={core_model},scheme=repo,max_length=512",
            "--tasks", "posbench_arc_easy,posbench_arc_challenge,posbench_boolq,posbench_mmlu",
            "--include_path", "tasks/general", "--limit", "4", "--batch_size", "4", "--device", "cpu",
            "--output_path", str(tmp_path / "out")]

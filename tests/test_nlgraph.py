@@ -25,7 +25,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.tokenizer import load_tokenizer
+    from harness.checkpoint import load_tokenizer
     return load_tokenizer(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 
 

@@ -10,8 +10,9 @@ Official rules accept any valid solution: they check the model's path/order/matc
     being listed (sinks, isolated nodes) may be left out;
   * hamilton: the last node is left out of the repeated-node check;
   * matching: the repeated-applicant/job check skips adjacent pairs, and pairs that are not edges are ignored.
-Where the official script crashes or keeps a stale result (an out-of-range node in topology, too few numbers in
-GNN), we score 0.
+shortest_path scores the script's first flag (a valid path whose total weight is optimal); its second flag reads a
+number after "total length", a phrase only the city-prompt exemplars use. Where the official script crashes or
+keeps a stale result (an out-of-range node in topology, too few numbers in GNN), we score 0.
 """
 import re
 

@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     if not any(a == "--include_path" or a.startswith("--include_path=") for a in rest):
         rest += ["--include_path", str(LM_EVAL_TASKS)]
 
-    import harness.lm_eval_model  # noqa: F401  (registers --model posbench)
     from lm_eval.__main__ import cli_evaluate
+
+    import harness.lm_eval_model  # noqa: F401  (registers --model posbench)
     sys.argv = ["lm_eval"] + rest
     cli_evaluate()
     return 0

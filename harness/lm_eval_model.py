@@ -31,7 +31,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def default_loader(path, scheme=None, dtype=torch.float32, device="cpu"):
-    from harness.checkpoint import load_model   # the model core; imported only when a model is built
+    from harness.checkpoint import load_model  # the model core; imported only when a model is built
     return load_model(path, scheme=scheme, dtype=dtype, device=device)
 
 
@@ -142,7 +142,7 @@ class PosbenchLM(TemplateLM):
         results = [None] * len(seqs)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            for i, res in zip(chunk, self._score([seqs[i] for i in chunk])):
+            for i, res in zip(chunk, self._score([seqs[i] for i in chunk]), strict=True):
                 results[i] = res
         return results
 
@@ -169,7 +169,7 @@ class PosbenchLM(TemplateLM):
             until = [until] if isinstance(until, str) else list(until)
             max_new = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
             ids = self.tok_encode(context)[-max(self.max_length - max_new, 1):]
-            done = (lambda new: any(stop in self.tok_decode(new) for stop in until)) if until else None
+            done = (lambda new, until=until: any(s in self.tok_decode(new) for s in until)) if until else None
             text = self.tok_decode(greedy_generate(self.model, ids, max_new, {self.eot_token_id}, self.device, done))
             for stop in until:
                 text = text.split(stop)[0]

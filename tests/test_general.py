@@ -13,7 +13,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 
-# ---- a tiny stand-in for posbench's model core -------------------------------------------------------------------------
+# ---- a tiny stand-in for posbench's model core -----------------------------------------------------------------------
 
 class Logits(torch.nn.Module):
     """`model(ids) -> [B, N, V] logits`, the model core's interface, over a Hugging Face model."""
@@ -50,7 +50,7 @@ def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-# ---- posbench's multiple-choice tasks ----------------------------------------------------------------------------------
+# ---- posbench's multiple-choice tasks --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def registry():
@@ -105,7 +105,7 @@ def test_shuffled_subsets_are_seeded_and_mixed(registry, tokenizer):
 
 def test_acc_and_acc_norm(registry, tokenizer):
     spec = registry.get("general_arc_easy")
-    s = build(registry, tokenizer, "general_arc_easy", indices=[0])[0]            # gold 0: ' cellular telephone' (18 chars)
+    s = build(registry, tokenizer, "general_arc_easy", indices=[0])[0]   # gold 0: ' cellular telephone' (18 chars)
     # summed log-likelihoods: choice 1 (' television', 10 chars) wins acc; per character -18/18 = -1.0 beats -12/10
     lls = [-18.0, -12.0, -30.0, -40.0]
     assert score_sample(spec, s, lls) == {"acc": 0.0, "acc_norm": 1.0}

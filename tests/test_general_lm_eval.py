@@ -56,7 +56,7 @@ def test_loglikelihood_matches_a_hand_computation_in_any_batch(lm):
     pairs = [("Question: Is the sky blue?\nAnswer:", " yes"), ("Question: Is the sky blue?\nAnswer:", " no"),
              ("A much longer context " * 5, " that goes on"), ("Short", " x")]
     got = lm.loglikelihood([Req(*p) for p in pairs], disable_tqdm=True)
-    for (context, cont), (ll, greedy) in zip(pairs, got):
+    for (context, cont), (ll, greedy) in zip(pairs, got, strict=True):
         context, cont = context.rstrip(), context[len(context.rstrip()):] + cont   # lm-eval moves trailing spaces
         ctx_ids = lm.tok_encode(context)
         whole = lm.tok_encode(context + cont)
@@ -145,9 +145,10 @@ def test_shipped_tasks_in_process_use_the_same_prompts_as_posbench(lm):
     assert out["results"]["posbench_arc_easy"]["acc,none"] in (0, 1 / 3, 2 / 3, 1)
     shared = REPO.parent / "shared" / "data"
     tokenizer = load_tokenizer(shared / "tokenizers" / "olmo2_dolma2_tokenizer.json")
-    ours = build_samples(TaskRegistry().get("general_arc_easy"), tokenizer, data_paths={"data": str(shared)}, num_samples=3)
+    ours = build_samples(TaskRegistry().get("general_arc_easy"), tokenizer, data_paths={"data": str(shared)},
+                         num_samples=3)
     theirs = out["samples"]["posbench_arc_easy"]
-    for mine, logged in zip(ours, theirs):
+    for mine, logged in zip(ours, theirs, strict=True):
         contexts = {context for context, _ in logged["arguments"]}
         assert contexts == {mine.prompt} and [c for _, c in logged["arguments"]] == mine.choices
         assert logged["target"] == mine.gold_index

@@ -33,7 +33,7 @@ OFFICIAL_PROMPTS = json.loads(r'''{
 "passage_retrieval_zh": "以下是若干段落文字，以及其中一个段落的摘要。请确定给定的摘要出自哪一段。\n\n{context}\n\n下面是一个摘要\n\n{input}\n\n请输入摘要所属段落的编号。答案格式必须是\"段落1\"，\"段落2\"等格式\n\n答案是：",
 "lcc": "Please complete the code given below. \n{context}Next line of code:\n",
 "repobench-p": "Please complete the code given below. \n{context}{input}Next line of code:\n"
-}''')
+}''')  # noqa: E501  (verbatim data)
 # config/dataset2maxlen.json and eval.py's dataset2metric.
 OFFICIAL = {"narrativeqa": (128, "qa_f1_score"), "qasper": (128, "qa_f1_score"), "multifieldqa_en": (64, "qa_f1_score"),
             "multifieldqa_zh": (64, "qa_f1_zh_score"), "hotpotqa": (32, "qa_f1_score"), "2wikimqa": (32, "qa_f1_score"),

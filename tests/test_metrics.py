@@ -4,7 +4,6 @@ import difflib
 
 import pytest
 
-from tasks.longbench import metrics as lb
 from tasks.metrics.squad import normalize_answer, set_f1, squad_exact, squad_f1, substring_match
 from tasks.registry import METRICS, ensure_imported
 from tasks.schema import Sample
@@ -51,7 +50,7 @@ def test_hybridqa_substring_variant():
     assert score("hybridqa_substring", "fifth", ["sixth"]) == 0.0
 
 
-# ---- LongBench ---------------------------------------------------------------------------------------------------------
+# ---- LongBench -------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("pred, golds, expected", [
     ("The Eiffel Tower!", ["Eiffel tower"], 1.0),
@@ -168,7 +167,7 @@ def test_code_sim_backend_is_difflib():
     assert fuzz.SequenceMatcher is difflib.SequenceMatcher
 
 
-# ---- the RePo authors' OLMES variants ---------------------------------------------------------------------------------
+# ---- the RePo authors' OLMES variants --------------------------------------------------------------------------------
 
 def test_repo_set_f1_differs_from_multiset_f1():
     # sets: pred {cat, sat}, gold {cat, sat, on, mat}: p = 1, r = 1/2 -> 1 / (0.5/1 + 0.5/0.5) = 2/3

@@ -40,7 +40,7 @@ def check(task, text, **meta):
     return official_correct(text, {"task": task, **meta})
 
 
-# ---- parsing and solvers on the official data -------------------------------------------------------------------------
+# ---- parsing and solvers on the official data ------------------------------------------------------------------------
 
 def test_every_official_question_round_trips():
     count = 0
@@ -104,7 +104,7 @@ def test_max_matching_equals_brute_force():
         assert len(set(match.values())) == len(match)
 
 
-# ---- the official checkers: hand-made outputs --------------------------------------------------------------------------
+# ---- the official checkers: hand-made outputs ------------------------------------------------------------------------
 
 def test_connectivity_phrases():
     g = {"n": 3, "edges": [[0, 1], [1, 2]], "query": [0, 2]}
@@ -212,7 +212,7 @@ def test_gnn_values():
     assert not check("GNN", "node 0: [1,0]", graph=g, gold=gold)          # too few numbers (official crash)
 
 
-# ---- the RePo authors' lenient metric ----------------------------------------------------------------------------------
+# ---- the RePo authors' lenient metric --------------------------------------------------------------------------------
 
 def repo(task, prediction, gold):
     ensure_imported()
@@ -255,7 +255,7 @@ def test_loader_errors(registry, tokenizer, tmp_path):
         build_samples(spec, tokenizer, data_paths={"data": str(tmp_path)})
 
 
-# ---- the generator ----------------------------------------------------------------------------------------------------
+# ---- the generator ---------------------------------------------------------------------------------------------------
 
 GEN_LENGTHS = [4096, 8192, 16384]
 

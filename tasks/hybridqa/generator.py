@@ -37,7 +37,7 @@ KINDS = ("birth_city", "university", "birth_year", "year_from_bio", "field_from_
 
 
 def _people(rng, n):
-    names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n)
+    names = rng.sample([f"{first} {last}" for first in FIRST for last in LAST], n)
     return [{"name": name, "country": rng.choice(COUNTRIES), "year": rng.randint(1950, 2023),
              "field": rng.choice(FIELDS), "birth_city": rng.choice(CITIES), "university": rng.choice(UNIVERSITIES),
              "born": (rng.randint(1, 28), rng.choice(MONTHS), rng.randint(1900, 2000)),

@@ -22,8 +22,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from fuzzywuzzy import fuzz
 
-_CN_PUNCTUATION = ("！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟"
-                   "〰〾〿–—‘’‛“”„‟…‧﹏.")
+_CN_PUNCTUATION = ("！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠"
+                   "｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏.")
 _ZH_PUNCTUATION = set(string.punctuation + _CN_PUNCTUATION)
 
 

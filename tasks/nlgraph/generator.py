@@ -203,7 +203,8 @@ def gold_answer(task: str, g: dict, meta: dict) -> str:
     if task == "shortest_path":
         s, t = g["query"]
         weight, path = solvers.shortest_path(g["n"], g["edges"], s, t)
-        return f"The shortest path from node {s} to node {t} is {','.join(map(str, path))} with a total weight of {weight}"
+        return (f"The shortest path from node {s} to node {t} is {','.join(map(str, path))} "
+                f"with a total weight of {weight}")
     if task == "flow":
         s, t = g["query"]
         return f"The maximum flow from node {s} to node {t} is {meta['optimum']}."

@@ -95,10 +95,10 @@ def _shortest_path(ans, g, meta):
     weight = {}
     for u, v, w in g["edges"]:
         weight[(u, v)] = weight[(v, u)] = w
-    if any((u, v) not in weight for u, v in zip(path, path[1:])):
+    if any((u, v) not in weight for u, v in zip(path, path[1:], strict=False)):
         return False
     # The start node is not checked (official); a path of fewer than two nodes weighs 0 and never matches.
-    return sum(weight[(u, v)] for u, v in zip(path, path[1:])) == meta["optimum"]
+    return sum(weight[(u, v)] for u, v in zip(path, path[1:], strict=False)) == meta["optimum"]
 
 
 def _first_number(ans, start):
@@ -131,7 +131,7 @@ def _matching_pairs(ans):
     end = len(ans) if end == -1 else end
     pairs = []
     numbers = [int(m.group()) for m in re.finditer(r"\d+", ans[i:end])]
-    for a, b in zip(numbers[0::2], numbers[1::2]):  # a trailing unpaired number is dropped, as officially
+    for a, b in zip(numbers[0::2], numbers[1::2], strict=False):  # a trailing unpaired number is dropped, as officially
         pairs.append((b, a) if job_first else (a, b))
     return pairs
 
@@ -158,7 +158,7 @@ def _hamilton(ans, g, meta):
     if len(path) != g["n"]:
         return False
     adjacent = {(u, v) for u, v in g["edges"]} | {(v, u) for u, v in g["edges"]}
-    if any((u, v) not in adjacent for u, v in zip(path, path[1:])):
+    if any((u, v) not in adjacent for u, v in zip(path, path[1:], strict=False)):
         return False
     body = path[:-1]  # QUIRK: the official distinctness loop stops before the last node
     return len(set(body)) == len(body)

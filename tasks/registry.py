@@ -100,6 +100,8 @@ class TaskRegistry:
             if not folder.is_dir():
                 raise TaskError(f"task folder {folder} does not exist")
             for path in sorted(folder.rglob("*.yaml")):
+                if "lm_eval" in path.relative_to(folder).parts[:-1]:
+                    continue  # lm-evaluation-harness task files (tasks/general/lm_eval/), read by lm-eval only
                 spec = load_task_file(path)
                 if spec.name in self._specs:
                     other = self._specs[spec.name].path

@@ -197,6 +197,7 @@ class SampleDraft:
     metadata: dict = dataclasses.field(default_factory=dict)
     choices: list = None               # multiple choice: the continuations to score
     gold_index: int = None
+    skip_reason: str = None            # a loader's record that cannot run (e.g. its table file is missing): counted
 
 
 @dataclasses.dataclass
@@ -340,8 +341,8 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
     for i, draft in drafts:
         prompt, prefix = render(spec, draft.fields)
         tokens = count(prompt)
-        skip, metadata = None, draft.metadata
-        if budget is not None and tokens > budget:
+        skip, metadata = draft.skip_reason, draft.metadata
+        if skip is None and budget is not None and tokens > budget:
             # A generator may overshoot only on purpose, for a task that declares how to cut (the RePo authors'
             # RULER: instances sized as RULER sized them, then left-truncated to their shorter budget).
             if spec.source_kind == "generator" and spec.truncation == "none":

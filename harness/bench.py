@@ -11,7 +11,6 @@ Sections (each recorded even when another fails):
 Targets (issue 6) are checked against the numbers and written as a table. Timings are medians of CUDA-event-timed
 repetitions after warm-up; every scheme runs the same weights (RePo adds its maps) and the same token ids.
 """
-import json
 import statistics
 import time
 from pathlib import Path
@@ -96,7 +95,7 @@ def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0) -> list:
     for n in lengths:
         ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
         for label, model in models.items():
-            ms = timer(lambda: model(ids, last_only=True))
+            ms = timer(lambda model=model, ids=ids: model(ids, last_only=True))
             rows.append({"scheme": label, "length": n, "batch": batch, "prefill_ms": round(ms, 3),
                          "tokens_per_s": round(batch * n / ms * 1e3)})
         if device != "cpu":
@@ -122,7 +121,7 @@ def decode_rows(models: dict, lengths, device, timer, batch=1, steps=16, seed=0)
             model(ids, cache=cache, last_only=True)
             token = ids[:, -1:]
 
-            def run_steps():
+            def run_steps(model=model, cache=cache, token=token, n=n):
                 cache.offset = n
                 for _ in range(steps):
                     model(token, cache=cache, last_only=True)
@@ -153,14 +152,13 @@ def hf_rows(model, hf_config: dict, lengths, device, dtype, timer, seed=0) -> li
     rows = []
     for n in lengths:
         ids = torch.randint(0, config.vocab_size, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
-        hf_ms = timer(lambda: hf(input_ids=ids, logits_to_keep=1))
-        ours_ms = timer(lambda: model(ids, last_only=True))
+        hf_ms = timer(lambda ids=ids: hf(input_ids=ids, logits_to_keep=1))
+        ours_ms = timer(lambda ids=ids: model(ids, last_only=True))
         ref = hf(input_ids=ids, logits_to_keep=1).logits.float()
         got = model(ids, last_only=True).float()
         rel = ((got - ref).norm() / ref.norm()).item()
         rows.append({"length": n, "hf_prefill_ms": round(hf_ms, 3), "ours_prefill_ms": round(ours_ms, 3),
                      "speedup": round(hf_ms / ours_ms, 3), "logits_rel_diff": float(f"{rel:.3g}")})
-    del hf
     return rows
 
 
@@ -198,7 +196,7 @@ def targets(result: dict) -> list:
 def to_markdown(result: dict) -> str:
     from kernels.bench import to_markdown as table
 
-    lines = [f"# posbench bench\n", f"Device: {result['device']}. Model: {result['model']} (random weights, "
+    lines = ["# posbench bench\n", f"Device: {result['device']}. Model: {result['model']} (random weights, "
              f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up.\n"]
     for key, title in [("targets", "Targets"), ("prefill", "Prefill per scheme"), ("decode", "Decode per scheme"),
                        ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)")]:
@@ -248,3 +246,16 @@ def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), devi
     atomic_write_json(out / "bench.json", result)
     atomic_write_text(out / "bench.md", to_markdown(result))
     return result
+
+
+def save_random_checkpoint(path, tokenizer_path, shape="1b", device="cuda", max_positions=16384):
+    """An OLMo-2-1B-shaped RoPE checkpoint with random weights (bf16) and the given tokenizer, for timing sweeps
+    with real prompts. Other schemes run it through a forced scheme (nope, hybrid, repo with fresh_init=true)."""
+    from harness.checkpoint import load_tokenizer, save_model
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    hf_config = olmo2_1b_config(max_positions=max_positions) if shape == "1b" else tiny_config(max_positions)
+    model = build_models(hf_config, {"rope": "rope"}, device, dtype)["rope"]
+    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|pad|>"
+    return save_model(model, path, tokenizer)

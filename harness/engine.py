@@ -163,9 +163,9 @@ class TorchEngine:
         for (max_new, stop), group in groups.items():
             group = sorted(group, key=lambda s: -s.token_count)
             total = max(s.token_count for s in group) + max_new + 2
-            for s, gen in self._run_batched(group, total,
-                                            lambda b: self.generate([s.prompt for s in b], max_new, list(stop))):
-                yield s, gen
+            def run(batch, max_new=max_new, stop=stop):
+                return self.generate([s.prompt for s in batch], max_new, list(stop))
+            yield from self._run_batched(group, total, run)
 
     @torch.inference_mode()
     def generate(self, prompts, max_new_tokens: int, stop=()) -> list:
@@ -261,7 +261,7 @@ class TorchEngine:
             ids[b, :len(s) - 1] = torch.tensor(s[:-1])
         logits = self.model(ids.to(self.device)).float().log_softmax(-1).cpu()
         out = []
-        for b, ((c, x), s) in enumerate(zip(pairs, seqs)):
+        for b, ((_, x), s) in enumerate(zip(pairs, seqs)):
             n = len(x)
             start = len(s) - 1 - n
             lp = logits[b, start:start + n]

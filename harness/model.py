@@ -4,7 +4,8 @@
 
 The positional scheme decides, per layer, what q and k rotate by: integer positions (rope), nothing (nope) or the
 positions the layer's RePo module predicts (repo). Every rotation goes through kernels.rotary (Triton on GPU, the
-plain reference elsewhere) with angles in fp32; attention goes through kernels.attention (SDPA, backend chosen). Parameter names are the Hugging Face ones without the leading "model." (see harness/checkpoint.py).
+plain reference elsewhere) with angles in fp32; attention goes through kernels.attention (SDPA, backend chosen).
+Parameter names are the Hugging Face ones without the leading "model." (see harness/checkpoint.py).
 
 Blocks:
   OLMo-2 (post-norm)   h = x + post_attention_layernorm(attn(x));  out = h + post_feedforward_layernorm(mlp(h))

@@ -300,7 +300,7 @@ def _record_model(manifest: dict, entry, engine):
     info = {"label": entry.label, "path": str(entry.path), "scheme": engine.scheme_name,
             "scheme_params": engine.scheme_params, "layer_schemes": engine.layer_schemes,
             "dtype": engine.dtype_name, "max_length": engine.max_length}
-    for i, m in enumerate(manifest["models"]):
+    for m in manifest["models"]:
         if m["label"] == entry.label:
             m.setdefault("per_length", {})
             m["per_length"][str(engine.scheme_params)] = info

@@ -17,9 +17,7 @@ import math
 import torch
 
 from .attention import attention
-from .rotary import (apply_qk_norm_rotary, apply_rotary_qk, qk_norm_rotary_reference, rotary_reference,
-                     triton_available)
-
+from .rotary import apply_qk_norm_rotary, apply_rotary_qk, qk_norm_rotary_reference, rotary_reference, triton_available
 
 # Where the benchmarks allocate. Only CUDA gives meaningful numbers; tests point it at the CPU, with fake timers, to run
 # every benchmark function end to end.

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import attention, attention_reference
-from .rotary import (apply_qk_norm_rotary, apply_rotary, apply_rotary_qk, qk_norm_rotary_reference,
-                     rotary_reference)
+from .rotary import apply_qk_norm_rotary, apply_rotary, apply_rotary_qk, qk_norm_rotary_reference, rotary_reference
 
 # Forward: kernel vs the reference in the same dtype. Gradients: fp32 inputs vs autograd through the fp32 reference;
 # 16-bit inputs vs the fp32 reference on the same (upcast) values.

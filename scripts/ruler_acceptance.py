@@ -80,7 +80,7 @@ def main():
                 if f > 1 or f < 0.9:
                     failures.append(f"{task} @ {length} sample {s['index']}: fill {f:.4f}")
             rows.append((task, length, len(got), min(fills), max(fills), seconds.get(length, float("nan"))))
-    print(f"| task | L | n | min fill | max fill | seconds (n samples) |\n|---|---|---|---|---|---|")
+    print("| task | L | n | min fill | max fill | seconds (n samples) |\n|---|---|---|---|---|---|")
     for task, length, n, lo, hi, secs in rows:
         print(f"| {task} | {length} | {n} | {lo:.4f} | {hi:.4f} | {secs:.2f} |")
     print(f"\nsamples and fixtures in {folder}")

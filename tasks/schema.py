@@ -32,7 +32,7 @@ from typing import Any, Callable
 import yaml
 
 from tasks import registry
-from tasks.errors import MissingData, TaskError
+from tasks.errors import TaskError
 
 OUTPUT_TYPES = ("generate_until", "multiple_choice")
 TRUNCATIONS = ("none", "middle", "left")

@@ -6,8 +6,19 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.report import (Report, ReportError, depth_bins, layer_map, load_run, needle_depths, needle_grids,
-                            render_csv, render_markdown, render_tex, write_report)
+from harness.report import (
+    Report,
+    ReportError,
+    depth_bins,
+    layer_map,
+    load_run,
+    needle_depths,
+    needle_grids,
+    render_csv,
+    render_markdown,
+    render_tex,
+    write_report,
+)
 from harness.results import RunDir, bootstrap_ci, length_label
 
 RULER_TASKS = [  # name, groups, metric, variant_of, length_controlled, needle?

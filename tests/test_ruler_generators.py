@@ -103,7 +103,7 @@ def test_size_search_finds_the_largest_fitting_size():
     for per_unit, overhead, budget in ((1.3, 70, 4000), (24.0, 100, 16256), (0.7, 5, 900), (3.0, 0, 31)):
         probes = []
 
-        def measure(n):
+        def measure(n, probes=probes, overhead=overhead, per_unit=per_unit):
             probes.append(n)
             return int(overhead + per_unit * n + (n % 7) // 3), n     # near-linear, slightly bumpy, nondecreasing
         n, payload = fit(ctx, measure, budget, 10, "units")

@@ -2,7 +2,6 @@
 recomputing finished samples and ends with the same summary as an uninterrupted run; `report` then writes the
 markdown and the plots. Bad sweeps fail before any compute."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -68,7 +67,8 @@ def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path)
     hashes = {}
     for p in killed.glob("samples/*/*/*.jsonl"):
         model, task, length = p.parts[-3], p.parts[-2], p.stem
-        hashes.setdefault((task, length), {})[model] = [json.loads(x)["prompt_hash"] for x in p.read_text().splitlines()]
+        lines = p.read_text().splitlines()
+        hashes.setdefault((task, length), {})[model] = [json.loads(x)["prompt_hash"] for x in lines]
     assert all(len({tuple(v) for v in by_model.values()}) == 1 for by_model in hashes.values())
 
     assert main(["report", str(killed)]) == 0

@@ -53,9 +53,9 @@ def run(args):
     import os
     import time
 
+    from harness.checkpoint import load_tokenizer
     from harness.cli import UserError
     from harness.data import data_paths
-    from harness.checkpoint import load_tokenizer
     from tasks import MissingData, TaskRegistry
 
     try:

@@ -4,8 +4,7 @@ import random
 
 from tasks.registry import register_generator
 from tasks.ruler import essays
-from tasks.ruler.common import (DEPTHS, NEEDLE, NOISE, LinePositions, check_choice, fit, fit_budget,
-                                random_value)
+from tasks.ruler.common import DEPTHS, NEEDLE, NOISE, LinePositions, check_choice, fit, fit_budget, random_value
 from tasks.schema import SampleDraft
 
 HAYSTACKS = ("noise", "essay", "needle")
@@ -110,7 +109,7 @@ def niah(ctx, *, type_haystack: str = "essay", type_needle_k: str = "words", typ
     n, (fields, prompt, offsets, where) = fit(ctx, build, fit_budget(ctx, fit_new_tokens), start,
                                               "words" if essay else "lines")
     placed = []
-    for (text, key, value), info, (char, token) in zip(needles, where,
+    for (_text, key, value), info, (char, token) in zip(needles, where,
                                                         locate(ctx, prompt, fields["context"], offsets)):
         placed.append({"key": key, "value": value, **info, "char_offset": char, "token_offset": token})
     first = prompt.find(answers[0])

@@ -1,0 +1,83 @@
+"""Time a plain transformers `generate` loop (batch 1, greedy, SDPA) on exactly the samples a posbench run used, and
+compare with the run's own throughput and predictions.
+
+    python scripts/hf_generate_baseline.py SWEEP.yaml RUN_DIR --model rope [--tasks niah_single_1] [--lengths 4096]
+
+Writes RUN_DIR/hf_baseline.json and RUN_DIR/hf_baseline.md: per task and length, samples/s of both, their ratio, and
+how many greedy predictions agree exactly (bf16 numerics differ between the two implementations, so a few may not).
+The posbench figure is the cell's whole wall time (prefill + decode + scoring) over its samples, from the manifest.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from harness.results import RunDir, atomic_write_json, atomic_write_text  # noqa: E402
+from harness.runner import SampleCache  # noqa: E402
+from harness.sweep import load_sweep, parse_lengths  # noqa: E402
+from tasks import TaskRegistry  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep")
+    p.add_argument("run_dir")
+    p.add_argument("--model", required=True, help="the label of a rope model in the sweep")
+    p.add_argument("--tasks", help="comma-separated (default: the sweep's first task)")
+    p.add_argument("--lengths", help="default: the sweep's lengths")
+    args = p.parse_args()
+
+    from transformers import AutoModelForCausalLM
+
+    sweep = load_sweep(args.sweep)
+    entry = next(m for m in sweep.models if m.label == args.model)
+    run = RunDir(args.run_dir)
+    manifest = run.read_manifest()
+    specs = TaskRegistry(sweep.include_paths).resolve(args.tasks or sweep.tasks[:1])
+    lengths = parse_lengths(args.lengths) if args.lengths else sweep.lengths
+    model = AutoModelForCausalLM.from_pretrained(entry.path, dtype=torch.bfloat16, attn_implementation="sdpa",
+                                                 local_files_only=True).to("cuda").eval()
+    from harness.checkpoint import load_tokenizer
+    tokenizer = load_tokenizer(entry.path)
+    cache = SampleCache(sweep)
+    rows = []
+    for spec in specs:
+        for length in lengths:
+            samples = cache.get(tokenizer, spec, length)
+            ours = {r["index"]: r for r in run.sample_log(entry.label, spec.name, length).read()}
+            agree, start = 0, time.perf_counter()
+            for s in samples:
+                ids = torch.tensor([tokenizer(s.prompt)["input_ids"]], device="cuda")
+                with torch.inference_mode():
+                    out = model.generate(ids, max_new_tokens=s.max_new_tokens, do_sample=False,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+                agree += int(s.index in ours and ours[s.index].get("prediction") == text)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            cell = manifest.get("cells", {}).get(f"{entry.label}/{spec.name}/{length}", {})
+            hf_rate = len(samples) / seconds
+            rows.append({"task": spec.name, "length": length, "samples": len(samples),
+                         "hf_seconds": round(seconds, 2), "hf_samples_per_s": round(hf_rate, 3),
+                         "posbench_seconds": cell.get("seconds"), "posbench_samples_per_s": cell.get("samples_per_s"),
+                         "speedup": round(cell["samples_per_s"] / hf_rate, 2) if cell.get("samples_per_s") else None,
+                         "same_prediction": f"{agree}/{len(samples)}"})
+            print(rows[-1], flush=True)
+    atomic_write_json(run.root / "hf_baseline.json", {"model": entry.label, "path": entry.path, "rows": rows,
+                                                       "device": torch.cuda.get_device_name()})
+    header = "| task | length | n | HF generate s | HF samples/s | posbench s | posbench samples/s | speed-up | " \
+             "same prediction |\n|---|---|---|---|---|---|---|---|---|\n"
+    body = "".join(f"| {r['task']} | {r['length']} | {r['samples']} | {r['hf_seconds']} | {r['hf_samples_per_s']} | "
+                   f"{r['posbench_seconds']} | {r['posbench_samples_per_s']} | {r['speedup']} | "
+                   f"{r['same_prediction']} |\n" for r in rows)
+    atomic_write_text(run.root / "hf_baseline.md",
+                      "# transformers generate (batch 1, greedy, SDPA, bf16) vs posbench on "
+                      f"{torch.cuda.get_device_name()}\n\n{header}{body}")
+
+
+if __name__ == "__main__":
+    main()

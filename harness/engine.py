@@ -138,7 +138,7 @@ class TorchEngine:
             batch = items[i:i + limit]
             try:
                 out = fn(batch)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:
                 if limit == 1:
                     raise
                 limit = max(1, limit // 2)

@@ -71,7 +71,7 @@ def test_out_of_memory_halves_the_batch(models, monkeypatch):
     def fake(batch):
         sizes.append(len(batch))
         if len(batch) > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return [Generation("x", 1, 0.0, 0.0, 1, "length") for _ in batch]
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     out = list(engine._run_batched(list(range(5)), 100, fake))

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# What posbench runs on a lent GPU, in stages that each fit one device call (the device tool's $OUT collects files).
+#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench (~5 min on an H100)
+#   bash scripts/gpu_session.sh sweep    # RULER throughput sweep on a random 1B model + transformers baseline (~4 min)
+# Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
+# carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+# Everything is written under $WORK; at the end it is packed into $OUT/<stage>.tgz (the device tool returns at most
+# 8 files) next to copies of the few tables worth reading at once.
+OUT=${OUT:-/tmp/posbench_out}
+STAGE=${1:-checks}
+WORK=/tmp/posbench_work/$STAGE
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+unset TRITON_INTERPRET
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name (limit ${limit}s) $(date +%T)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name rc=$rc in $((SECONDS - t0))s"
+  tail -n 25 "$WORK/$name.log"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv > "$WORK/gpu.txt" 2>&1
+python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__, \
+torch.cuda.get_device_name())" >> "$WORK/gpu.txt" 2>&1
+cat "$WORK/gpu.txt"
+
+case "$STAGE" in
+  checks)
+    step pytest_gpu 170 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
+      tests/test_kernels_fused.py tests/test_model_parity.py tests/test_engine.py -q -x -p no:cacheprovider
+    step gpu_check 150 python3 -m kernels.gpu_check --out "$WORK/kernels" --quick
+    step bench 280 python3 eval.py bench --out "$WORK/bench"
+    cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
+    ;;
+  sweep)
+    step random_1b 90 python3 -c "from harness.bench import save_random_checkpoint as s; \
+s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')"
+    step sweep 330 python3 eval.py sweep configs/gpu_ruler_random1b.yaml --out "$WORK/sweep" --no-progress
+    step hf_baseline 150 python3 scripts/hf_generate_baseline.py configs/gpu_ruler_random1b.yaml "$WORK/sweep" \
+      --model rope --tasks niah_single_1
+    step report 60 python3 eval.py report "$WORK/sweep"
+    cp "$WORK/sweep/hf_baseline.md" "$WORK/sweep/summary.csv" "$OUT/" 2>/dev/null
+    python3 -c "import json,sys; m=json.load(open(sys.argv[1])); [print(k, v) for k, v in m['cells'].items()]" \
+      "$WORK/sweep/manifest.json" > "$OUT/sweep_cells.txt" 2>&1
+    ;;
+  *) echo "unknown stage $STAGE"; exit 2 ;;
+esac
+rm -rf /tmp/posbench_work/$STAGE/kernels/*.pt 2>/dev/null
+tar czf "$OUT/$STAGE.tgz" -C /tmp/posbench_work "$STAGE"
+echo "packed $OUT/$STAGE.tgz ($(du -h "$OUT/$STAGE.tgz" | cut -f1))"

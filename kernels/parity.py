@@ -298,6 +298,13 @@ SWIGLU_CASES = (
     FusedCase("f100_rows33_tiles", (3, 11, 100), config=(64, 4, 1, None)),
     FusedCase("f96_gate_up_halves", (2, 5, 96), strided=True),
 )
+# gpu_check compiles every variant it runs (~0.5 s each), so it checks fewer combinations natively: the norm/cast pairs
+# the models use (OLMo-2: cast after the weight; Llama: before) on a production-shaped case (4096 rows of 2048: the
+# default tiles of 4 rows, and a backward whose 4-per-SM programs loop), plus the small-tile, strided and wide cases.
+GPU_CHECK_NORMS = (("rms_norm", False), ("rms_norm", True), ("add_rms_norm", False), ("add_then_rms_norm", True))
+GPU_CHECK_FUSED_CASES = (FusedCase("w2048_rows4096", (1, 4096, 2048)),) + tuple(
+    c for c in FUSED_CASES if c.name in ("w100_rows33_tiles", "w48_strided_fp32_weight", "w9000_rows3"))
+GPU_CHECK_SWIGLU_CASES = (FusedCase("f8192_rows512", (1, 512, 8192)),) + SWIGLU_CASES[1:]
 
 
 def _fused_config(case: FusedCase):

@@ -181,3 +181,18 @@ def test_fused_imports_without_triton():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_nope_qk_norm_goes_through_the_fused_norm():
+    """apply_qk_norm_rotary without positions (NoPE) normalises through kernels.fused: on CPU the same values as the
+    rotary module's own reference, bit for bit."""
+    from kernels.rotary import apply_qk_norm_rotary, rms_norm_reference
+    gen = torch.Generator().manual_seed(2)
+    q, k = torch.randn(2, 3, 32, generator=gen).bfloat16(), torch.randn(2, 3, 16, generator=gen).bfloat16()
+    wq, wk = ((1 + 0.2 * torch.randn(n, generator=gen)).bfloat16() for n in (32, 16))
+    out_q, out_k = apply_qk_norm_rotary(q, k, wq, wk, 1e-6, None, None, 1.0, 4, 2)
+    assert torch.equal(out_q, rms_norm_reference(q, wq, 1e-6).view(2, 3, 4, 8))
+    assert torch.equal(out_k, rms_norm_reference(k, wk, 1e-6).view(2, 3, 2, 8))
+    if INTERPRET and fused.triton_available():
+        tq, tk = apply_qk_norm_rotary(q, k, wq, wk, 1e-6, None, None, 1.0, 4, 2, backend="triton")
+        assert torch.equal(tq, out_q) and torch.equal(tk, out_k)

@@ -62,7 +62,7 @@ def compile_call(kernel, args, kwargs):
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     values = list(args) + [kwargs.get(p.name, p.default) for p in kernel.params[len(args):]]
     signature, constexprs, attrs = {}, {}, {}
-    for i, (param, value) in enumerate(zip(kernel.params, values)):
+    for i, (param, value) in enumerate(zip(kernel.params, values, strict=True)):
         if param.is_constexpr:
             kind, attr = "constexpr", None
         else:
@@ -158,7 +158,8 @@ def report(T: int = 16384, H: int = 16, D: int = 128, intermediate: int = 8192) 
             programs = 1
             for g in grid:
                 programs *= g
-            values = dict(zip(kernel.arg_names, list(args) + [kwargs.get(a) for a in kernel.arg_names[len(args):]]))
+            values = dict(zip(kernel.arg_names, list(args) + [kwargs.get(a) for a in kernel.arg_names[len(args):]],
+                              strict=True))
             trips = values.get("iterations") or 1
             warp_instr = common * warps * programs * trips
             rows.append(dict(case=label, kernel=kernel.__name__, grid=tuple(grid), num_warps=warps, meta=meta,

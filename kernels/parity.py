@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import attention, attention_reference
-from .rotary import (apply_qk_norm_rotary, apply_rotary, apply_rotary_qk, qk_norm_rotary_reference,
-                     rotary_reference)
+from .rotary import apply_qk_norm_rotary, apply_rotary, apply_rotary_qk, qk_norm_rotary_reference, rotary_reference
 
 # Forward: kernel vs the reference in the same dtype. Gradients: fp32 inputs vs autograd through the fp32 reference;
 # 16-bit inputs vs the fp32 reference on the same (upcast) values.
@@ -213,7 +212,7 @@ def check_norm_backward(case: Case, dtype, device, seed: int | None = None) -> d
     ref_out = qk_norm_rotary_reference(*tensors32, 1e-6, pos32, *args[2:])
     ref = torch.autograd.grad(ref_out, tensors32 + ([pos32] if learned else []), [grad_q.float(), grad_k.float()])
     names = ["dq_proj", "dk_proj", "dq_weight", "dk_weight"] + (["dpos"] if learned else [])
-    return dict(seed=seed, **{name: rel_err(g, r) for name, g, r in zip(names, got, ref)})
+    return dict(seed=seed, **{name: rel_err(g, r) for name, g, r in zip(names, got, ref, strict=True)})
 
 
 def check_reference_float64(device, seed: int | None = None) -> dict:

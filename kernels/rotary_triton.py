@@ -704,7 +704,8 @@ def qk_norm_rotary_backward(grad_q: torch.Tensor, grad_k: torch.Tensor, q_proj: 
     else:
         _qk_norm_rotary_bwd_kernel[(programs,)](
             q_proj, k_proj, q_weight.contiguous(), k_weight.contiguous(), grad_q, grad_k, dq, dk, dwq, dwk, dposq,
-            dposk, positions, inv_freq, float(attention_scaling), float(eps), s.T, s.N, programs, triton.cdiv(num_blocks, programs),
+            dposk, positions, inv_freq, float(attention_scaling), float(eps), s.T, s.N, programs,
+            triton.cdiv(num_blocks, programs),
             q_proj.stride(0), q_proj.stride(1), k_proj.stride(0), k_proj.stride(1), *grad_q.stride()[:3],
             *grad_k.stride()[:3], *s.pos_strides, **s.meta(block_s), NEED_DPOS=need_dpos,
             num_warps=config.num_warps)

@@ -200,7 +200,8 @@ def main(argv=None) -> int:
     sections = [
         ("copy", lambda: bench.copy_bandwidth()),
         ("rotary", lambda: bench.rotary_bench(seq_lens, copy_gb_s=copy_gb_s, include_compile=not args.quick)),
-        ("fused", lambda: bench.fused_bench(seq_lens, copy_gb_s=copy_gb_s, include_compile=not args.quick)),
+        ("fused", lambda: bench.fused_bench(seq_lens, copy_gb_s=copy_gb_s, include_compile=not args.quick,
+                                            eager=not args.quick)),
         ("attention", lambda: bench.attention_bench(seq_lens)),
         ("decode_attention", lambda: bench.decode_attention_bench()),
         ("rotary_decode", lambda: bench.rotary_decode_latency()),

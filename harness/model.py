@@ -4,8 +4,10 @@
 
 The positional scheme decides, per layer, what q and k rotate by: integer positions (rope), nothing (nope) or the
 positions the layer's RePo module predicts (repo). Every rotation goes through kernels.rotary (Triton on GPU, the
-plain reference elsewhere) with angles in fp32; attention goes through kernels.attention (SDPA, backend chosen).
-Parameter names are the Hugging Face ones without the leading "model." (see harness/checkpoint.py).
+plain reference elsewhere) with angles in fp32; attention goes through kernels.attention (SDPA, backend chosen); the
+RMSNorms, the residual adds next to them and SwiGLU go through kernels.fused (one Triton pass each on GPU, the same
+eager code as before elsewhere). Parameter names are the Hugging Face ones without the leading "model." (see
+harness/checkpoint.py).
 
 Blocks:
   OLMo-2 (post-norm)   h = x + post_attention_layernorm(attn(x));  out = h + post_feedforward_layernorm(mlp(h))
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.attention import attention, build_mask
+from kernels.fused import add_rms_norm, add_then_rms_norm, rms_norm, swiglu
 from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk
 from position_schemes import RepoPositions, RotaryConfig, Scheme
 
@@ -182,11 +185,15 @@ class RMSNorm(nn.Module):
         self.cast_before_weight = cast_before_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.cast_before_weight:
-            return self.weight * xf.to(x.dtype)
-        return (self.weight * xf).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps, self.cast_before_weight)
+
+    def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """residual + self(x): a post-norm residual add, one pass on GPU."""
+        return add_rms_norm(residual, x, self.weight, self.eps, self.cast_before_weight)
+
+    def add_then_norm(self, residual: torch.Tensor, x: torch.Tensor):
+        """(h, self(h)) with h = residual + x: a pre-norm residual add and the norm after it, one pass on GPU."""
+        return add_then_rms_norm(residual, x, self.weight, self.eps, self.cast_before_weight)
 
 
 class Attention(nn.Module):
@@ -241,7 +248,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(f, d, bias=bias)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))  # silu(gate) * up, one pass on GPU
 
 
 class Block(nn.Module):
@@ -262,11 +269,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, step: Step, layer: int):
         if self.post_norm:
             a, positions = self.self_attn(x, step, layer)
-            h = x + self.post_attention_layernorm(a)
-            return h + self.post_feedforward_layernorm(self.mlp(h)), positions
+            h = self.post_attention_layernorm.add_to(x, a)                       # x + norm(a)
+            return self.post_feedforward_layernorm.add_to(h, self.mlp(h)), positions  # h + norm(mlp(h))
         a, positions = self.self_attn(self.input_layernorm(x), step, layer)
-        h = x + a
-        return h + self.mlp(self.post_attention_layernorm(h)), positions
+        h, normed = self.post_attention_layernorm.add_then_norm(x, a)            # h = x + a, normed = norm(h)
+        return h + self.mlp(normed), positions
 
 
 def forward_mask(attention_mask: torch.Tensor | None, batch: int, offset: int, n: int, device):

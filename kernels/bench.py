@@ -1,5 +1,5 @@
-"""Microbenchmarks of the rotary kernels and the attention backends. CUDA only; every function returns plain rows
-(lists of dicts) for the harness to tabulate (`to_markdown`).
+"""Microbenchmarks of the rotary kernels, the fused norm/SwiGLU kernels and the attention backends. CUDA only; every
+function returns plain rows (lists of dicts) for the harness to tabulate (`to_markdown`).
 
 Two timings per kernel, both medians:
 - graph: triton.testing.do_bench_cudagraph. The kernels alone, replayed back to back in a CUDA graph, without the
@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from . import fused
 from .attention import attention
 from .rotary import apply_qk_norm_rotary, apply_rotary_qk, qk_norm_rotary_reference, rotary_reference, triton_available
 
@@ -217,6 +218,153 @@ def rotary_decode_latency(batch: int = 1, num_heads: int = 16, head_dim: int = 1
         with torch.no_grad():
             rows.append(dict(op=op, positions=kind, batch=batch, eager_us=time_eager_ms(fn) * 1e3,
                              graph_us=time_graph_ms(fn) * 1e3))
+    return rows
+
+
+def _fused_variants(N: int, hidden: int, intermediate: int, B: int, dtype, include_compile: bool, config):
+    """(op, impl, make_set, fn, bytes, graph) for every implementation of the fused ops at one length. bytes: the
+    minimum each op moves (its inputs read once, outputs written once; the weight counted, rstd and the backward's
+    per-program weight-gradient partials not). graph: whether the call can be captured in a CUDA graph (autograd's
+    backward of the eager reference is timed eagerly only)."""
+    from . import fused_triton as ft
+    elt = torch.finfo(dtype).bits // 8
+    act, mlp, w_bytes = B * N * hidden * elt, B * N * intermediate * elt, hidden * elt
+    eps = 1e-6
+
+    def tensors(width, count, weight=True):
+        def make():
+            out = tuple(torch.randn(B, N, width, device=DEVICE, dtype=dtype) for _ in range(count))
+            return out + ((1 + 0.1 * torch.randn(hidden, device=DEVICE, dtype=dtype)),) if weight else out
+        return make
+
+    def eager_backward(forward, width, count, weight=True):
+        """A set = (outputs of the eager reference with its autograd graph, inputs, output gradients)."""
+        def make():
+            inputs = [t.requires_grad_() for t in tensors(width, count, weight)()]
+            outs = forward(*inputs)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            return outs, inputs, tuple(torch.randn_like(o) for o in outs)
+        return make
+
+    def grad(outs, inputs, grads):
+        return torch.autograd.grad(outs, inputs, grads, retain_graph=True)
+
+    rms_ref = lambda x, w: fused.rms_norm_reference(x, w, eps)  # noqa: E731
+    add_ref = lambda r, x, w: fused.add_rms_norm_reference(r, x, w, eps)  # noqa: E731
+    pre_ref = lambda r, x, w: fused.add_then_rms_norm_reference(r, x, w, eps, True)  # noqa: E731
+    rows = [
+        ("rms_norm", "triton", tensors(hidden, 1), lambda x, w: fused.rms_norm(x, w, eps, config=config),
+         2 * act + w_bytes, True),
+        ("rms_norm", "eager reference", tensors(hidden, 1), rms_ref, 2 * act + w_bytes, True),
+        ("add_rms_norm (post-norm)", "triton", tensors(hidden, 2),
+         lambda r, x, w: fused.add_rms_norm(r, x, w, eps, config=config), 3 * act + w_bytes, True),
+        ("add_rms_norm (post-norm)", "eager reference", tensors(hidden, 2), add_ref, 3 * act + w_bytes, True),
+        ("add_then_rms_norm (pre-norm)", "triton", tensors(hidden, 2),
+         lambda r, x, w: fused.add_then_rms_norm(r, x, w, eps, True, config=config), 4 * act + w_bytes, True),
+        ("add_then_rms_norm (pre-norm)", "eager reference", tensors(hidden, 2), pre_ref, 4 * act + w_bytes, True),
+        ("swiglu", "triton", tensors(intermediate, 2, False), lambda g, u: fused.swiglu(g, u, config=config),
+         3 * mlp, True),
+        ("swiglu", "eager reference", tensors(intermediate, 2, False), fused.swiglu_reference, 3 * mlp, True),
+    ]
+    if include_compile:
+        rows += [("add_rms_norm (post-norm)", "torch.compile reference", tensors(hidden, 2), torch.compile(add_ref),
+                  3 * act + w_bytes, True),
+                 ("swiglu", "torch.compile reference", tensors(intermediate, 2, False),
+                  torch.compile(fused.swiglu_reference), 3 * mlp, True)]
+
+    def norm_bwd_set(count):
+        def make():
+            ts = tensors(hidden, count)()
+            return ts + (torch.rand(B * N, device=DEVICE) + 0.5,)
+        return make
+
+    # Backward: the norm's reads x (h for pre-norm) and the output gradient (+ the gradient of h), writes dx; the
+    # post-norm residual's gradient is the output's, passed through without a kernel.
+    rows += [
+        ("rms_norm backward", "triton", norm_bwd_set(2),
+         lambda g, x, w, rstd: ft.rms_norm_backward(g, x, w, rstd, config=config), 3 * act + 2 * w_bytes, True),
+        ("rms_norm backward", "eager reference (autograd)", eager_backward(rms_ref, hidden, 1), grad,
+         3 * act + 2 * w_bytes, False),
+        ("add_then_rms_norm backward", "triton", norm_bwd_set(3),
+         lambda g, gh, h, w, rstd: ft.rms_norm_backward(g, h, w, rstd, True, grad_h=gh, config=config),
+         4 * act + 2 * w_bytes, True),
+        ("add_then_rms_norm backward", "eager reference (autograd)", eager_backward(pre_ref, hidden, 2), grad,
+         4 * act + 2 * w_bytes, False),
+        ("swiglu backward", "triton", tensors(intermediate, 3, False),
+         lambda go, g, u: ft.swiglu_backward(go, g, u, config=config), 5 * mlp, True),
+        ("swiglu backward", "eager reference (autograd)", eager_backward(fused.swiglu_reference, intermediate, 2,
+                                                                         False), grad, 5 * mlp, False),
+    ]
+    return rows
+
+
+def fused_bench(seq_lens=(4096, 8192, 16384), hidden: int = 2048, intermediate: int = 8192, batch: int = 1,
+                dtype=torch.bfloat16, copy_gb_s: float | None = None, include_compile: bool = True, config=None,
+                eager: bool = True, backward: bool = True) -> list[dict]:
+    """The fused norm and SwiGLU ops (forward, and backward unless backward=False) per implementation and length, at
+    the OLMo-2-1B widths by default. frac_of_copy = graph GB/s over copy_gb_s (measured here if not given).
+    torch.compile rows are measured at the longest length only (one compilation each)."""
+    require_cuda()
+    copy_gb_s = copy_gb_s or copy_bandwidth()["graph_gb_s"]
+    rows = []
+    for N in seq_lens:
+        variants = _fused_variants(N, hidden, intermediate, batch, dtype, include_compile and N == max(seq_lens),
+                                   config)
+        for op, impl, make_set, fn, nbytes, graph in variants:
+            if not backward and "backward" in op:
+                continue
+            row = dict(op=op, impl=impl, seq_len=N, hidden=hidden,
+                       width=intermediate if op.startswith("swiglu") else hidden, batch=batch,
+                       dtype=str(dtype).removeprefix("torch."), bytes=nbytes,
+                       config=None if config is None or impl != "triton" else repr(config))
+            try:
+                call = _cycled(fn, make_set, nbytes)
+                if graph:
+                    graph_ms = time_graph_ms(call)
+                    row.update(graph_us=graph_ms * 1e3, graph_gb_s=nbytes / graph_ms / 1e6,
+                               frac_of_copy=nbytes / graph_ms / 1e6 / copy_gb_s)
+                if eager or not graph:
+                    eager_ms = time_eager_ms(call)
+                    row.update(eager_us=eager_ms * 1e3, eager_gb_s=nbytes / eager_ms / 1e6)
+            except Exception as e:  # one failing implementation must not hide the others
+                row["error"] = f"{type(e).__name__}: {e}"[:300]
+            rows.append(row)
+        torch.cuda.empty_cache()
+    return rows
+
+
+# The fused ops of one block's forward (ops per layer); the output residual add of a Llama block (h + mlp) stays an
+# eager add in both.
+BLOCK_OPS = {"olmo2": {"add_rms_norm (post-norm)": 2, "swiglu": 1},
+             "llama": {"rms_norm": 1, "add_then_rms_norm (pre-norm)": 1, "swiglu": 1}}
+
+
+def block_savings(rows: list[dict], layers: int = 16) -> list[dict]:
+    """Per length and block type: the graph time of one block's fused ops, eager reference vs Triton, and what the
+    difference saves over `layers` layers of a prefill (OLMo-2-1B: 16)."""
+    out = []
+    for N in sorted({r["seq_len"] for r in rows}):
+        times = {(r["op"], r["impl"]): r.get("graph_us") for r in rows if r["seq_len"] == N}
+        for block, ops in BLOCK_OPS.items():
+            try:
+                eager_us = sum(n * times[(op, "eager reference")] for op, n in ops.items())
+                fused_us = sum(n * times[(op, "triton")] for op, n in ops.items())
+            except (KeyError, TypeError):  # an op missing or failed at this length
+                continue
+            out.append(dict(block=block, seq_len=N, eager_us=eager_us, fused_us=fused_us,
+                            saved_us_per_layer=eager_us - fused_us,
+                            saved_ms_per_prefill=(eager_us - fused_us) * layers / 1e3, layers=layers))
+    return out
+
+
+def fused_config_sweep(seq_len: int = 16384, configs=None, **kwargs) -> list[dict]:
+    """The Triton forward rows of fused_bench for each launch config (graph timing only)."""
+    from .fused_triton import SWEEP_CONFIGS
+    rows = []
+    copy_gb_s = kwargs.pop("copy_gb_s", None) or copy_bandwidth()["graph_gb_s"]
+    for config in configs or SWEEP_CONFIGS:
+        rows += [r for r in fused_bench((seq_len,), copy_gb_s=copy_gb_s, include_compile=False, config=config,
+                                        eager=False, backward=False, **kwargs) if r["impl"] == "triton"]
     return rows
 
 

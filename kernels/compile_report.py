@@ -1,4 +1,4 @@
-"""Compile the rotary kernels for Hopper (sm_90) without a GPU and report what the machine code looks like.
+"""Compile the rotary and fused norm/SwiGLU kernels for Hopper (sm_90) without a GPU and report the machine code.
 
     python -m kernels.compile_report [--seq-len 16384] [--heads 16] [--head-dim 128]
 
@@ -22,10 +22,12 @@ from triton._C.libtriton import native_specialize_impl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
 
+from . import fused_triton as ft
 from . import rotary_triton as rt
 
 TARGET = GPUTarget("cuda", 90, 32)
 KERNELS = ("_rotary_qk_kernel", "_qk_norm_rotary_fwd_kernel", "_qk_norm_rotary_bwd_kernel")
+FUSED_KERNELS = ("_rms_norm_fwd_kernel", "_rms_norm_bwd_kernel", "_swiglu_fwd_kernel", "_swiglu_bwd_kernel")
 # H100 SXM: 132 SMs x 4 warp schedulers, ~1.755 GHz sustained (1.98 boost): the instruction-issue rate used below.
 SMS, SCHEDULERS, CLOCK_HZ = 132, 4, 1.755e9
 
@@ -42,14 +44,15 @@ class _Recorder:
 
 @contextmanager
 def recording():
-    calls, saved = [], {name: getattr(rt, name) for name in KERNELS}
+    modules = ((rt, KERNELS), (ft, FUSED_KERNELS))
+    calls, saved = [], [(module, name, getattr(module, name)) for module, names in modules for name in names]
     try:
-        for name, kernel in saved.items():
-            setattr(rt, name, _Recorder(kernel, calls))
+        for module, name, kernel in saved:
+            setattr(module, name, _Recorder(kernel, calls))
         yield calls
     finally:
-        for name, kernel in saved.items():
-            setattr(rt, name, kernel)
+        for module, name, kernel in saved:
+            setattr(module, name, kernel)
 
 
 def compile_call(kernel, args, kwargs):
@@ -59,7 +62,7 @@ def compile_call(kernel, args, kwargs):
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     values = list(args) + [kwargs.get(p.name, p.default) for p in kernel.params[len(args):]]
     signature, constexprs, attrs = {}, {}, {}
-    for i, (param, value) in enumerate(zip(kernel.params, values)):
+    for i, (param, value) in enumerate(zip(kernel.params, values, strict=True)):
         if param.is_constexpr:
             kind, attr = "constexpr", None
         else:
@@ -115,25 +118,48 @@ def _cases(T: int, H: int, D: int, dtype=torch.bfloat16):
     ]
 
 
-def report(T: int = 16384, H: int = 16, D: int = 128) -> list[dict]:
+def _fused_cases(T: int, hidden: int, intermediate: int, dtype=torch.bfloat16):
+    """The norm and SwiGLU launches of one OLMo-2/Llama block at T tokens (backward with 4 programs per SM)."""
+    x = torch.empty(T, hidden, dtype=dtype)
+    w = torch.ones(hidden, dtype=dtype)
+    rstd = torch.empty(T)
+    gate = torch.empty(T, intermediate, dtype=dtype)
+    bwd = ft.FusedConfig(ft.NORM_BACKWARD_CONFIG.tile, ft.NORM_BACKWARD_CONFIG.num_warps, max_programs=4 * SMS)
+    return [
+        ("rms_norm fwd (cast after weight)", lambda: ft.rms_norm_forward(x, w, 1e-6)),
+        ("add_rms_norm fwd (post-norm)", lambda: ft.rms_norm_forward(x, w, 1e-6, residual=x, mode=ft.ADD_AFTER)),
+        ("add_then_rms_norm fwd (pre-norm, cast before)", lambda: ft.rms_norm_forward(
+            x, w, 1e-6, True, residual=x, mode=ft.ADD_BEFORE, store_rstd=True)),
+        ("rms_norm bwd", lambda: ft.rms_norm_backward(x, x, w, rstd, config=bwd)),
+        ("add_then_rms_norm bwd", lambda: ft.rms_norm_backward(x, x, w, rstd, True, grad_h=x, config=bwd)),
+        ("swiglu fwd", lambda: ft.swiglu_forward(gate, gate)),
+        ("swiglu bwd", lambda: ft.swiglu_backward(gate, gate, gate)),
+    ]
+
+
+def report(T: int = 16384, H: int = 16, D: int = 128, intermediate: int = 8192) -> list[dict]:
     """One row per launch. sass_instructions counts the whole kernel, including libdevice's large-angle fallback that
     typical inputs never run; common_path_instructions is the same kernel compiled without it
     (FAST_TRIG_ONLY). The issue-time
     estimate = common-path instructions x warps x programs (x loop trips) / (SMs x schedulers x clock): a floor on
     the time spent issuing instructions, to set against the memory time."""
     rows = []
-    for label, thunk in _cases(T, H, D):
+    for label, thunk in _cases(T, H, D) + _fused_cases(T, H * D, intermediate):
         with recording() as calls:
             thunk()
         for kernel, grid, args, kwargs in calls:
             meta = {k: v for k, v in kwargs.items() if k.isupper()}
             warps = kwargs.get("num_warps", 4)
             summary = sass_summary(compile_call(kernel, args, dict(kwargs)))
-            common = sass_summary(compile_call(kernel, args, dict(kwargs, FAST_TRIG_ONLY=True)))["sass_instructions"]
+            common = summary["sass_instructions"]
+            if "FAST_TRIG_ONLY" in kernel.arg_names:
+                common = sass_summary(compile_call(kernel, args, dict(kwargs, FAST_TRIG_ONLY=True)))[
+                    "sass_instructions"]
             programs = 1
             for g in grid:
                 programs *= g
-            values = dict(zip(kernel.arg_names, list(args) + [kwargs.get(a) for a in kernel.arg_names[len(args):]]))
+            values = dict(zip(kernel.arg_names, list(args) + [kwargs.get(a) for a in kernel.arg_names[len(args):]],
+                              strict=True))
             trips = values.get("iterations") or 1
             warp_instr = common * warps * programs * trips
             rows.append(dict(case=label, kernel=kernel.__name__, grid=tuple(grid), num_warps=warps, meta=meta,
@@ -147,10 +173,11 @@ def main(argv=None):
     parser.add_argument("--seq-len", type=int, default=16384)
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--intermediate", type=int, default=8192, help="SwiGLU width")
     a = parser.parse_args(argv)
-    for row in report(a.seq_len, a.heads, a.head_dim):
+    for row in report(a.seq_len, a.heads, a.head_dim, a.intermediate):
         m = row["meta"]
-        blocks = {k: m[k] for k in ("BLOCK_S", "BLOCK_P", "GQ", "GK") if k in m}
+        blocks = {k: m[k] for k in ("BLOCK_S", "BLOCK_P", "GQ", "GK", "BLOCK_M", "BLOCK_N", "MODE") if k in m}
         print(f"{row['case']:<38} grid={row['grid']} warps={row['num_warps']} {blocks}\n"
               f"    regs={row['regs']} stack={row['stack_bytes']}B local={row['local_bytes']}B "
               f"sass={row['sass_instructions']} (common path {row['common_path_instructions']}) "

@@ -21,8 +21,8 @@ import torch
 from . import bench, parity
 
 # Rough seconds per benchmark section on an H100 (Triton compilation included), for the budget.
-_SECTION_ESTIMATE_S = {"copy": 3, "rotary": 50, "attention": 10, "decode_attention": 6, "rotary_decode": 4,
-                       "rotary_config_sweep": 40}
+_SECTION_ESTIMATE_S = {"copy": 3, "rotary": 50, "fused": 35, "attention": 10, "decode_attention": 6,
+                       "rotary_decode": 4, "rotary_config_sweep": 40, "fused_config_sweep": 15}
 _ATTENTION_BACKENDS = ("auto", "default", "cudnn", "flash", "efficient", "math")
 
 
@@ -57,6 +57,19 @@ def parity_checks(quick: bool, device: str = "cuda") -> list[dict]:
             for kind, check in checks:
                 records.append(_run_check(kind, case.name, dtype, functools.partial(check, case, dtype, device),
                                           parity.TOLERANCE[dtype]))
+    # Fused norms and SwiGLU (quick: the production-shaped cases only).
+    norm_cases = parity.GPU_CHECK_FUSED_CASES[:1] if quick else parity.GPU_CHECK_FUSED_CASES
+    for case in norm_cases:
+        for dtype in dtypes:
+            for op, cast_before_weight in parity.GPU_CHECK_NORMS:
+                kind = f"{op}{' cast-before' if cast_before_weight else ''} fwd+grad"
+                records.append(_run_check(kind, case.name, dtype, functools.partial(
+                    parity.check_fused_norm, op, cast_before_weight, case, dtype, device), parity.TOLERANCE[dtype]))
+    for case in parity.GPU_CHECK_SWIGLU_CASES[:1] if quick else parity.GPU_CHECK_SWIGLU_CASES:
+        for dtype in dtypes:
+            records.append(_run_check("swiglu fwd+grad", case.name, dtype,
+                                      functools.partial(parity.check_swiglu, case, dtype, device),
+                                      parity.TOLERANCE[dtype]))
     records.append(_run_check("reference vs float64", "rotary_reference", torch.float32,
                               functools.partial(parity.check_reference_float64, device),
                               parity.REFERENCE_TOLERANCE))
@@ -72,11 +85,15 @@ def parity_checks(quick: bool, device: str = "cuda") -> list[dict]:
 
 
 def compiled_kernel_resources() -> list[dict]:
-    """Registers and spills of every rotary kernel variant the JIT compiled during this run."""
+    """Registers and spills of every rotary and fused kernel variant the JIT compiled during this run."""
+    from . import fused_triton as ft
     from . import rotary_triton as rt
     rows = []
-    for name in ("_rotary_qk_kernel", "_qk_norm_rotary_fwd_kernel", "_qk_norm_rotary_bwd_kernel"):
-        kernel = getattr(rt, name)
+    names = [(rt, n) for n in ("_rotary_qk_kernel", "_qk_norm_rotary_fwd_kernel", "_qk_norm_rotary_bwd_kernel")]
+    names += [(ft, n) for n in ("_rms_norm_fwd_kernel", "_rms_norm_bwd_kernel", "_swiglu_fwd_kernel",
+                                "_swiglu_bwd_kernel")]
+    for module, name in names:
+        kernel = getattr(module, name)
         for kernel_cache, *_ in kernel.device_caches.values():
             for compiled in kernel_cache.values():
                 compiled._init_handles()
@@ -121,6 +138,13 @@ def _summary_lines(report: dict) -> list[str]:
         if r.get("seq_len") == 16384 and "graph_us" in r:
             lines.append(f"  16K {r['op']:26} {r['positions']:8} {r['impl']:24} {r['graph_us']:8.1f} us "
                          f"{r['graph_gb_s']:6.0f} GB/s {100 * r['frac_of_copy']:5.1f}% of copy")
+    for r in b.get("fused", []):
+        if r.get("seq_len") == 16384 and "graph_us" in r:
+            lines.append(f"  16K {r['op']:28} {r['impl']:24} {r['graph_us']:8.1f} us {r['graph_gb_s']:6.0f} GB/s "
+                         f"{100 * r['frac_of_copy']:5.1f}% of copy")
+    for r in b.get("fused_block_savings", []):
+        lines.append(f"  {r['block']:6} block S={r['seq_len']:5}: norms+SwiGLU eager {r['eager_us']:7.1f} us -> fused "
+                     f"{r['fused_us']:6.1f} us; x{r['layers']} layers saves {r['saved_ms_per_prefill']:.2f} ms/prefill")
     for r in b.get("attention", []):
         if "tflop_s" in r:
             lines.append(f"  attention S={r['seq_len']:5} {r['backend']:9} {r['eager_ms']:.3f} ms "
@@ -139,7 +163,7 @@ def _markdown(report: dict) -> str:
     for name, rows in report["bench"].items():
         parts += ["", f"## {name}", "", bench.to_markdown(rows if isinstance(rows, list) else [rows])]
     if report.get("kernels"):
-        parts += ["", "## Compiled rotary kernels", "", bench.to_markdown(report["kernels"])]
+        parts += ["", "## Compiled Triton kernels", "", bench.to_markdown(report["kernels"])]
     return "\n".join(parts) + "\n"
 
 
@@ -176,10 +200,13 @@ def main(argv=None) -> int:
     sections = [
         ("copy", lambda: bench.copy_bandwidth()),
         ("rotary", lambda: bench.rotary_bench(seq_lens, copy_gb_s=copy_gb_s, include_compile=not args.quick)),
+        ("fused", lambda: bench.fused_bench(seq_lens, copy_gb_s=copy_gb_s, include_compile=not args.quick,
+                                            eager=not args.quick)),
         ("attention", lambda: bench.attention_bench(seq_lens)),
         ("decode_attention", lambda: bench.decode_attention_bench()),
         ("rotary_decode", lambda: bench.rotary_decode_latency()),
         ("rotary_config_sweep", lambda: bench.rotary_config_sweep(16384, copy_gb_s=copy_gb_s)),
+        ("fused_config_sweep", lambda: bench.fused_config_sweep(16384, copy_gb_s=copy_gb_s)),
     ]
     for name, fn in sections:
         if time.time() - start + _SECTION_ESTIMATE_S[name] > args.budget_s:
@@ -189,6 +216,8 @@ def main(argv=None) -> int:
             report["bench"][name] = fn()
             if name == "copy":
                 copy_gb_s = report["bench"]["copy"]["graph_gb_s"]
+            if name == "fused":
+                report["bench"]["fused_block_savings"] = bench.block_savings(report["bench"]["fused"])
         except Exception as e:
             report["bench"][name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
         torch.cuda.empty_cache()

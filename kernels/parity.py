@@ -212,7 +212,7 @@ def check_norm_backward(case: Case, dtype, device, seed: int | None = None) -> d
     ref_out = qk_norm_rotary_reference(*tensors32, 1e-6, pos32, *args[2:])
     ref = torch.autograd.grad(ref_out, tensors32 + ([pos32] if learned else []), [grad_q.float(), grad_k.float()])
     names = ["dq_proj", "dk_proj", "dq_weight", "dk_weight"] + (["dpos"] if learned else [])
-    return dict(seed=seed, **{name: rel_err(g, r) for name, g, r in zip(names, got, ref)})
+    return dict(seed=seed, **{name: rel_err(g, r) for name, g, r in zip(names, got, ref, strict=True)})
 
 
 def check_reference_float64(device, seed: int | None = None) -> dict:
@@ -261,3 +261,149 @@ def check_attention(case: tuple, dtype, device, backend: str = "auto", head_dim:
         real = mask[:, -Nq:]
         out, ref = out.transpose(1, 2)[real], ref.transpose(1, 2)[real]
     return dict(seed=seed, out=rel_err(out, ref))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# RMSNorm variants and SwiGLU (kernels/fused.py)
+
+FUSED_EPS = 1e-6
+NORM_OPS = ("rms_norm", "add_rms_norm", "add_then_rms_norm")
+
+
+@dataclass(frozen=True)
+class FusedCase:
+    """One input shape [..., width] for the norm and SwiGLU checks. config: FusedConfig fields (None: the defaults),
+    e.g. small tiles so that programs hold several rows with a partial last block, and a backward with few persistent
+    programs looping over several blocks. strided: inputs are views with a row stride wider than the row (for SwiGLU,
+    gate and up are the two halves of one [..., 2 * width] tensor, as a fused gate/up projection gives).
+    weight_dtype: the norm weight's dtype (None: the inputs')."""
+    name: str
+    shape: tuple
+    config: tuple | None = None
+    strided: bool = False
+    weight_dtype: torch.dtype | None = None
+
+
+FUSED_CASES = (
+    FusedCase("w48_rows7", (7, 48)),
+    FusedCase("w100_rows33", (3, 11, 100)),
+    FusedCase("w2048_row1", (1, 1, 2048)),
+    FusedCase("w100_rows33_tiles", (33, 100), config=(256, 4, 1, 3)),
+    FusedCase("w48_strided_fp32_weight", (2, 7, 48), strided=True, weight_dtype=torch.float32),
+    FusedCase("w9000_rows3", (3, 9000)),
+)
+SWIGLU_CASES = (
+    FusedCase("f48_rows7", (7, 48)),
+    FusedCase("f100_rows33_tiles", (3, 11, 100), config=(64, 4, 1, None)),
+    FusedCase("f96_gate_up_halves", (2, 5, 96), strided=True),
+)
+# gpu_check compiles every variant it runs (~0.5 s each), so it checks fewer combinations natively: the norm/cast pairs
+# the models use (OLMo-2: cast after the weight; Llama: before) on a production-shaped case (4096 rows of 2048: the
+# default tiles of 4 rows, and a backward whose 4-per-SM programs loop), plus the small-tile, strided and wide cases.
+GPU_CHECK_NORMS = (("rms_norm", False), ("rms_norm", True), ("add_rms_norm", False), ("add_then_rms_norm", True))
+GPU_CHECK_FUSED_CASES = (FusedCase("w2048_rows4096", (1, 4096, 2048)),) + tuple(
+    c for c in FUSED_CASES if c.name in ("w100_rows33_tiles", "w48_strided_fp32_weight", "w9000_rows3"))
+GPU_CHECK_SWIGLU_CASES = (FusedCase("f8192_rows512", (1, 512, 8192)),) + SWIGLU_CASES[1:]
+
+
+def _fused_config(case: FusedCase):
+    if case.config is None:
+        return None
+    from .fused_triton import FusedConfig
+    return FusedConfig(*case.config)
+
+
+def _fused_input(case: FusedCase, dtype, device, gen, scale: float = 1.0) -> torch.Tensor:
+    *lead, width = case.shape
+    if not case.strided:
+        return (scale * torch.randn(*lead, width, device=device, generator=gen)).to(dtype)
+    wide = (scale * torch.randn(*lead, width + 5, device=device, generator=gen)).to(dtype)
+    return wide[..., 2:width + 2]
+
+
+def _bit_mismatch(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Fraction of elements whose value differs from the reference's (NaN counts as different)."""
+    return (out != ref).float().mean().item() if out.numel() else 0.0
+
+
+def _forward_errors(outs, refs) -> dict:
+    """rel_err per output; for 16-bit outputs also the fraction of elements not bit-equal to the eager reference (the
+    kernels repeat every rounding of eager PyTorch, so only rare last-bit flips may differ); any dtype difference is
+    an infinite error."""
+    errors = {}
+    for i, (out, ref) in enumerate(zip(outs, refs, strict=True)):
+        name = "out" if i == len(outs) - 1 else "h"
+        errors[name] = rel_err(out, ref) if out.dtype == ref.dtype and out.shape == ref.shape else float("inf")
+        if ref.dtype in (torch.bfloat16, torch.float16):
+            errors[name + "_bits"] = _bit_mismatch(out, ref)
+    return errors
+
+
+def _norm_call(op: str, cast_before_weight: bool):
+    from . import fused
+    if op == "rms_norm":
+        return lambda r, x, w, **kw: (fused.rms_norm(x, w, FUSED_EPS, cast_before_weight, **kw),)
+    if op == "add_rms_norm":
+        return lambda r, x, w, **kw: (fused.add_rms_norm(r, x, w, FUSED_EPS, cast_before_weight, **kw),)
+    if op == "add_then_rms_norm":
+        return lambda r, x, w, **kw: fused.add_then_rms_norm(r, x, w, FUSED_EPS, cast_before_weight, **kw)
+    raise ValueError(f"unknown norm op {op!r}")
+
+
+def check_fused_norm(op: str, cast_before_weight: bool, case: FusedCase, dtype, device,
+                     seed: int | None = None) -> dict:
+    """One of NORM_OPS through the Triton kernels vs the reference: forward in the same dtypes (values, dtypes and,
+    for 16-bit outputs, the fraction of elements not bit-equal), and gradients w.r.t. residual, x and weight vs
+    autograd through the fp32 reference. A zero row is included (rstd = 1/sqrt(eps))."""
+    seed, gen = _generator(device, seed)
+    call = _norm_call(op, cast_before_weight)
+    width = case.shape[-1]
+    x = _fused_input(case, dtype, device, gen, scale=3.0)
+    if x.shape[:-1].numel() >= 3:
+        x.view(-1, width)[-1] = 0.0
+    residual = _fused_input(case, dtype, device, gen)
+    weight = (1 + 0.2 * torch.randn(width, device=device, generator=gen)).to(case.weight_dtype or dtype)
+    inputs = [t.detach().requires_grad_() for t in (residual, x, weight)]
+    config = _fused_config(case)
+    with poisoned_allocations():
+        outs = call(*inputs, backend="triton", config=config)
+        grads = [torch.randn(o.shape, device=device, generator=gen).to(o.dtype) for o in outs]
+        wanted = inputs if op != "rms_norm" else inputs[1:]
+        got = torch.autograd.grad(outs, wanted, grads)
+    with torch.no_grad():
+        refs = call(residual, x, weight, backend="reference")
+    errors = dict(seed=seed, **_forward_errors(outs, refs))
+    inputs32 = [t.detach().float().requires_grad_() for t in (residual, x, weight)]
+    wanted32 = inputs32 if op != "rms_norm" else inputs32[1:]
+    ref_grads = torch.autograd.grad(call(*inputs32, backend="reference"), wanted32, [g.float() for g in grads])
+    names = ["dresidual", "dx", "dweight"] if op != "rms_norm" else ["dx", "dweight"]
+    for name, g, r, t in zip(names, got, ref_grads, wanted, strict=True):
+        errors[name] = rel_err(g, r) if g.dtype == t.dtype else float("inf")
+    return errors
+
+
+def check_swiglu(case: FusedCase, dtype, device, seed: int | None = None) -> dict:
+    """swiglu through the Triton kernels vs F.silu(gate) * up: forward in the same dtype (values and, in 16 bits, the
+    fraction of elements not bit-equal); gradients vs autograd through the fp32 reference. gate includes +-40 (exp
+    overflow side of sigmoid)."""
+    seed, gen = _generator(device, seed)
+    from . import fused
+    *lead, width = case.shape
+    if case.strided:
+        gate_up = (2 * torch.randn(*lead, 2 * width, device=device, generator=gen)).to(dtype)
+        gate, up = gate_up[..., :width], gate_up[..., width:]
+    else:
+        gate = (2 * torch.randn(*lead, width, device=device, generator=gen)).to(dtype)
+        up = torch.randn(*lead, width, device=device, generator=gen).to(dtype)
+    gate.view(-1, width)[0, :2] = torch.tensor([-40.0, 40.0])
+    gate, up = gate.detach().requires_grad_(), up.detach().requires_grad_()
+    grad = torch.randn(case.shape, device=device, generator=gen).to(dtype)
+    with poisoned_allocations():
+        out = fused.swiglu(gate, up, backend="triton", config=_fused_config(case))
+        got = torch.autograd.grad(out, [gate, up], grad)
+    with torch.no_grad():
+        errors = dict(seed=seed, **_forward_errors([out], [fused.swiglu_reference(gate, up)]))
+    gate32, up32 = gate.detach().float().requires_grad_(), up.detach().float().requires_grad_()
+    ref = torch.autograd.grad(fused.swiglu_reference(gate32, up32), [gate32, up32], grad.float())
+    errors.update(dgate=rel_err(got[0], ref[0]), dup=rel_err(got[1], ref[1]))
+    return errors

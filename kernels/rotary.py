@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from .fused import rms_norm
+
 
 def _expand_positions(positions: torch.Tensor, num_heads: int) -> torch.Tensor:
     """[B, N] or [B, N, P] -> [B, N, H, 1] fp32, head h taking position-head h // (H // P)."""
@@ -138,9 +140,9 @@ def apply_qk_norm_rotary(q_proj: torch.Tensor, k_proj: torch.Tensor, q_weight: t
     Triton pass on CUDA. Returns q [B, N, num_heads, D], k [B, N, num_kv_heads, D]. positions=None (NoPE) only
     normalises. Differentiable in q_proj, k_proj, both weights and floating positions."""
     B, N = q_proj.shape[:2]
-    if positions is None:
-        return (rms_norm_reference(q_proj, q_weight, eps).view(B, N, num_heads, -1),
-                rms_norm_reference(k_proj, k_weight, eps).view(B, N, num_kv_heads, -1))
+    if positions is None:  # the norms alone: kernels.fused (one Triton pass each on CUDA; the same reference on CPU)
+        return (rms_norm(q_proj, q_weight, eps, backend=backend).view(B, N, num_heads, -1),
+                rms_norm(k_proj, k_weight, eps, backend=backend).view(B, N, num_kv_heads, -1))
     positions = _expand_batch(positions, B)
     if not _use_triton(backend, q_proj.device):
         return qk_norm_rotary_reference(q_proj, k_proj, q_weight, k_weight, eps, positions, inv_freq,

@@ -64,28 +64,49 @@ def build_models(hf_config: dict, schemes: dict, device, dtype, seed=0) -> dict:
 
 
 class Timer:
-    """Median wall time of fn over repetitions after warm-up; CUDA events on GPU, perf_counter on CPU."""
+    """Wall time of a call: CUDA events on GPU, perf_counter on CPU."""
 
     def __init__(self, device):
         self.cuda = torch.device(device).type == "cuda"
 
+    def once(self, fn) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
     def __call__(self, fn, warmup=2, reps=5) -> float:
+        """Median over reps after warm-up."""
         for _ in range(warmup):
             fn()
-        times = []
+        return statistics.median(self.once(fn) for _ in range(reps))
+
+    def interleaved(self, fns: dict, warmup=2, reps=7) -> dict:
+        """{name: median ms}, timing the calls round-robin so that clock drift and thermal state hit all alike."""
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        times = {name: [] for name in fns}
         for _ in range(reps):
-            if self.cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+            for name, fn in fns.items():
+                times[name].append(self.once(fn))
+        return {name: statistics.median(t) for name, t in times.items()}
+
+
+def warm_up_gpu(seconds=3.0):
+    """Run matrix products until the clocks have ramped up (an idle H200 sat at 345 MHz before the first call)."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize()
 
 
 @torch.inference_mode()
@@ -94,8 +115,9 @@ def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0) -> list:
     vocab = next(iter(models.values())).config.vocab_size
     for n in lengths:
         ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
-        for label, model in models.items():
-            ms = timer(lambda model=model, ids=ids: model(ids, last_only=True))
+        calls = {label: (lambda m=model, ids=ids: m(ids, last_only=True)) for label, model in models.items()}
+        medians = timer.interleaved(calls)
+        for label, ms in medians.items():
             rows.append({"scheme": label, "length": n, "batch": batch, "prefill_ms": round(ms, 3),
                          "tokens_per_s": round(batch * n / ms * 1e3)})
         if device != "cpu":
@@ -152,8 +174,9 @@ def hf_rows(model, hf_config: dict, lengths, device, dtype, timer, seed=0) -> li
     rows = []
     for n in lengths:
         ids = torch.randint(0, config.vocab_size, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
-        hf_ms = timer(lambda ids=ids: hf(input_ids=ids, logits_to_keep=1))
-        ours_ms = timer(lambda ids=ids: model(ids, last_only=True))
+        medians = timer.interleaved({"hf": lambda ids=ids: hf(input_ids=ids, logits_to_keep=1),
+                                     "ours": lambda ids=ids: model(ids, last_only=True)})
+        hf_ms, ours_ms = medians["hf"], medians["ours"]
         ref = hf(input_ids=ids, logits_to_keep=1).logits.float()
         got = model(ids, last_only=True).float()
         rel = ((got - ref).norm() / ref.norm()).item()
@@ -167,7 +190,7 @@ def kernel_rows(lengths) -> dict:
 
     copy = kb.copy_bandwidth()
     return {"copy": copy,
-            "rotary": kb.rotary_bench(tuple(lengths), copy_gb_s=copy["graph_gb_s"], include_compile=False),
+            "rotary": kb.rotary_bench(tuple(lengths), copy_gb_s=copy["gb_s"], include_compile=False),
             "attention": kb.attention_bench(tuple(lengths))}
 
 
@@ -197,7 +220,8 @@ def to_markdown(result: dict) -> str:
     from kernels.bench import to_markdown as table
 
     lines = ["# posbench bench\n", f"Device: {result['device']}. Model: {result['model']} (random weights, "
-             f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up.\n"]
+             f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up, schemes timed "
+             "round-robin.\n"]
     for key, title in [("targets", "Targets"), ("prefill", "Prefill per scheme"), ("decode", "Decode per scheme"),
                        ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)")]:
         if result.get(key):
@@ -227,6 +251,8 @@ def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), devi
               "model": "OLMo-2-1B shape" if shape == "1b" else "tiny OLMo-2", "lengths": list(lengths),
               "errors": {}}
     models = build_models(hf_config, {k: SCHEMES[k] for k in schemes}, device, dtype)
+    if device == "cuda":
+        warm_up_gpu()
     sections = [("prefill", lambda: prefill_rows(models, lengths, device, timer)),
                 ("decode", lambda: decode_rows(models, lengths, device, timer))]
     if with_hf:

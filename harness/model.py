@@ -196,6 +196,32 @@ class RMSNorm(nn.Module):
         return add_then_rms_norm(residual, x, self.weight, self.eps, self.cast_before_weight)
 
 
+class PackedLinears:
+    """Several Linear layers that read the same input, run as ONE matrix product at inference (q/k/v plus RePo's
+    gate/content maps; an MLP's gate/up): a wider GEMM runs nearer the card's peak than several narrow ones, and
+    RePo's maps ride inside the q/k/v product instead of paying their own skinny GEMMs. The packed weight is rebuilt
+    whenever a member's weight changes (storage or in-place version), so training and weight loading stay correct;
+    while gradients are on, the members run separately and nothing is cached."""
+
+    def __init__(self, *linears: nn.Linear):
+        self.linears = linears
+        self.sizes = [lin.out_features for lin in linears]
+        self._key, self._weight, self._bias = None, None, None
+
+    def __call__(self, x: torch.Tensor) -> tuple:
+        if torch.is_grad_enabled():
+            return tuple(lin(x) for lin in self.linears)
+        key = tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in self.linears)
+        if key != self._key:
+            self._weight = torch.cat([lin.weight for lin in self.linears])
+            biases = [lin.bias for lin in self.linears]
+            self._bias = None if all(b is None for b in biases) else torch.cat(
+                [b if b is not None else torch.zeros(n, dtype=self._weight.dtype, device=self._weight.device)
+                 for b, n in zip(biases, self.sizes)])
+            self._key = key
+        return F.linear(x, self._weight, self._bias).split(self.sizes, dim=-1)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, kind: str, repo_init_std: float):
         super().__init__()
@@ -212,14 +238,18 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
         # One position per KV head: a GQA group shares its key head's position (see position_schemes/repo.py).
         self.repo = RepoPositions(d, config.num_kv_heads, repo_init_std) if kind == "repo" else None
+        maps = (self.repo.gate_map, self.repo.content_map) if self.repo is not None else ()
+        self.project = PackedLinears(self.q_proj, self.k_proj, self.v_proj, *maps)
 
     def forward(self, x: torch.Tensor, step: Step, layer: int):
         """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, H_kv] fp32 or None)."""
         B, N, _ = x.shape
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q, k, v, *maps = self.project(x)
         positions = None  # nope: no rotation
-        if self.kind != "nope":
-            positions = self.repo(x) if self.repo is not None else step.position_ids
+        if self.kind == "repo":
+            positions = self.repo.from_maps(*maps, swiglu=swiglu)
+        elif self.kind == "rope":
+            positions = step.position_ids
         if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU
             q, k = apply_qk_norm_rotary(q, k, self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, positions,
                                         step.inv_freq, step.attention_scaling, self.num_heads, self.num_kv_heads)
@@ -246,9 +276,10 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(d, f, bias=bias)
         self.up_proj = nn.Linear(d, f, bias=bias)
         self.down_proj = nn.Linear(f, d, bias=bias)
+        self.project = PackedLinears(self.gate_proj, self.up_proj)
 
     def forward(self, x):
-        return self.down_proj(swiglu(self.gate_proj(x), self.up_proj(x)))  # silu(gate) * up, one pass on GPU
+        return self.down_proj(swiglu(*self.project(x)))  # silu(gate) * up, one pass on GPU
 
 
 class Block(nn.Module):

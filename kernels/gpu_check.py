@@ -215,7 +215,7 @@ def main(argv=None) -> int:
         try:
             report["bench"][name] = fn()
             if name == "copy":
-                copy_gb_s = report["bench"]["copy"]["graph_gb_s"]
+                copy_gb_s = report["bench"]["copy"]["gb_s"]
             if name == "fused":
                 report["bench"]["fused_block_savings"] = bench.block_savings(report["bench"]["fused"])
         except Exception as e:

@@ -34,9 +34,15 @@ class RepoPositions(nn.Module):
             nn.init.trunc_normal_(linear.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h [B, N, d] in the model dtype -> positions [B, N, P] fp32.
+        """h [B, N, d] in the model dtype -> positions [B, N, P] fp32."""
+        return self.from_maps(self.gate_map(h), self.content_map(h))
+
+    def from_maps(self, gate: torch.Tensor, content: torch.Tensor, swiglu=None) -> torch.Tensor:
+        """Positions from gate_map(h) and content_map(h) already computed (e.g. packed into one larger matrix
+        product by the caller); `swiglu(gate, content)` may be a fused kernel for SiLU(gate) * content.
 
         The linears run in the model dtype like the authors' training; only the result is upcast, since angles
         (position * inv_freq) must be formed in fp32.
         """
-        return self.final_map(nn.functional.silu(self.gate_map(h)) * self.content_map(h)).float()
+        act = swiglu(gate, content) if swiglu is not None else nn.functional.silu(gate) * content
+        return self.final_map(act).float()

@@ -6,9 +6,10 @@ scripts/test.sh); "cuda" runs them natively and needs a GPU with TRITON_INTERPRE
 inputs (the seed is in the failure message) and poisons every buffer the kernels allocate with NaN.
 
 Tolerances (kernels.parity.TOLERANCE): ||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16, for outputs (kernel
-vs the reference in the same dtypes) and gradients (vs autograd through the fp32 reference on the same values). bf16
-outputs must also be bit-equal to eager's in all but < 1e-2 of the elements: the kernels repeat eager's roundings
-(under the interpreter they round bf16 to nearest as the GPU does, see fused_triton._cast, and match exactly).
+vs the reference in the same dtypes) and gradients (vs autograd through the fp32 reference on the same values). Under
+the interpreter, bf16 outputs must also be bit-equal to eager's in all but < 1e-2 of the elements (the kernels repeat
+eager's roundings, see fused_triton._cast); on a GPU, hardware rsqrt/FMA rounding makes last-bit flips common, so
+there the relative error is the criterion.
 """
 import os
 import subprocess

@@ -280,8 +280,10 @@ def save_random_checkpoint(path, tokenizer_path, shape="1b", device="cuda", max_
     from harness.checkpoint import load_tokenizer, save_model
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    hf_config = olmo2_1b_config(max_positions=max_positions) if shape == "1b" else tiny_config(max_positions)
-    model = build_models(hf_config, {"rope": "rope"}, device, dtype)["rope"]
     tokenizer = load_tokenizer(tokenizer_path)
     tokenizer.eos_token, tokenizer.pad_token = "<|endoftext|>", "<|pad|>"
+    hf_config = olmo2_1b_config(max_positions=max_positions) if shape == "1b" else tiny_config(max_positions)
+    hf_config.update(vocab_size=max(hf_config["vocab_size"], (len(tokenizer) + 63) // 64 * 64),
+                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = build_models(hf_config, {"rope": "rope"}, device, dtype)["rope"]
     return save_model(model, path, tokenizer)

@@ -29,6 +29,7 @@ def main():
     p.add_argument("--model", required=True, help="the label of a rope model in the sweep")
     p.add_argument("--tasks", help="comma-separated (default: the sweep's first task)")
     p.add_argument("--lengths", help="default: the sweep's lengths")
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
     args = p.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -39,8 +40,11 @@ def main():
     manifest = run.read_manifest()
     specs = TaskRegistry(sweep.include_paths).resolve(args.tasks or sweep.tasks[:1])
     lengths = parse_lengths(args.lengths) if args.lengths else sweep.lengths
-    model = AutoModelForCausalLM.from_pretrained(entry.path, dtype=torch.bfloat16, attn_implementation="sdpa",
-                                                 local_files_only=True).to("cuda").eval()
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(entry.path, dtype=dtype, attn_implementation="sdpa",
+                                                 local_files_only=True).to(args.device).eval()
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     from harness.checkpoint import load_tokenizer
     tokenizer = load_tokenizer(entry.path)
     cache = SampleCache(sweep)
@@ -51,13 +55,13 @@ def main():
             ours = {r["index"]: r for r in run.sample_log(entry.label, spec.name, length).read()}
             agree, start = 0, time.perf_counter()
             for s in samples:
-                ids = torch.tensor([tokenizer(s.prompt)["input_ids"]], device="cuda")
+                ids = torch.tensor([tokenizer(s.prompt)["input_ids"]], device=args.device)
                 with torch.inference_mode():
                     out = model.generate(ids, max_new_tokens=s.max_new_tokens, do_sample=False,
                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
                 text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
                 agree += int(s.index in ours and ours[s.index].get("prediction") == text)
-            torch.cuda.synchronize()
+            sync()
             seconds = time.perf_counter() - start
             cell = manifest.get("cells", {}).get(f"{entry.label}/{spec.name}/{length}", {})
             hf_rate = len(samples) / seconds
@@ -68,7 +72,7 @@ def main():
                          "same_prediction": f"{agree}/{len(samples)}"})
             print(rows[-1], flush=True)
     atomic_write_json(run.root / "hf_baseline.json", {"model": entry.label, "path": entry.path, "rows": rows,
-                                                       "device": torch.cuda.get_device_name()})
+                                                       "device": device_name})
     header = "| task | length | n | HF generate s | HF samples/s | posbench s | posbench samples/s | speed-up | " \
              "same prediction |\n|---|---|---|---|---|---|---|---|---|\n"
     body = "".join(f"| {r['task']} | {r['length']} | {r['samples']} | {r['hf_seconds']} | {r['hf_samples_per_s']} | "
@@ -76,7 +80,7 @@ def main():
                    f"{r['same_prediction']} |\n" for r in rows)
     atomic_write_text(run.root / "hf_baseline.md",
                       "# transformers generate (batch 1, greedy, SDPA, bf16) vs posbench on "
-                      f"{torch.cuda.get_device_name()}\n\n{header}{body}")
+                      f"{device_name}\n\n{header}{body}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What posbench runs on a lent GPU, in stages that each fit one device call (the device tool's $OUT collects files).
-#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench (~5 min on an H100)
+#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench (~5 min on an H200)
+#   bash scripts/gpu_session.sh verify   # the same without kernels.gpu_check (~3 min)
 #   bash scripts/gpu_session.sh sweep    # RULER throughput sweep on a random 1B model + transformers baseline (~4 min)
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
@@ -33,10 +34,11 @@ torch.cuda.get_device_name())" >> "$WORK/gpu.txt" 2>&1
 cat "$WORK/gpu.txt"
 
 case "$STAGE" in
-  checks)
+  checks|verify)   # verify: the same without kernels.gpu_check
     step pytest_gpu 170 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
-      tests/test_kernels_fused.py tests/test_model_parity.py tests/test_engine.py -q -x -p no:cacheprovider
-    step gpu_check 150 python3 -m kernels.gpu_check --out "$WORK/kernels" --quick
+      tests/test_kernels_fused.py tests/test_model_parity.py tests/test_repo.py tests/test_engine.py \
+      tests/test_packed_linears.py -q -p no:cacheprovider
+    [ "$STAGE" = checks ] && step gpu_check 150 python3 -m kernels.gpu_check --out "$WORK/kernels" --quick
     step bench 280 python3 eval.py bench --out "$WORK/bench"
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
     ;;

@@ -1,14 +1,14 @@
 """The engine: greedy batched generation equals one-at-a-time generation for every scheme (fp32, CPU), stop strings
 and EOS end generation, log-likelihoods equal a direct full-forward computation, and out-of-memory halves the batch."""
-from pathlib import Path
 
 import pytest
 import torch
 
+from harness.data import default_data_root
 from harness.engine import Generation, TorchEngine, truncate_at_stop
 from harness.tiny import build_tiny_model
 
-TOKENIZER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / \
+TOKENIZER = default_data_root() / "tokenizers" / \
     "olmo2_dolma2_tokenizer.json"
 SCHEMES = ["rope", "nope", "hybrid,pattern=RRRN", "repo,start_layer=1"]
 PROMPTS = ["The grass is green. The sky is blue. One of the special magic numbers is 12",

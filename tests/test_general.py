@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.data import default_data_root
 from tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 

@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("lm_eval")
 
+from harness.data import default_data_root
 from harness.lm_eval_model import PosbenchLM, greedy_generate  # noqa: E402
 from tests.test_general import hf_loader, make_tiny_model  # noqa: E402
 
@@ -143,7 +144,7 @@ def test_shipped_tasks_in_process_use_the_same_prompts_as_posbench(lm):
     from tasks import TaskRegistry, build_samples
     out = evaluate(lm, ["posbench_arc_easy", "posbench_boolq", "posbench_mmlu"], limit=3)
     assert out["results"]["posbench_arc_easy"]["acc,none"] in (0, 1 / 3, 2 / 3, 1)
-    shared = REPO.parent / "shared" / "data"
+    shared = default_data_root()
     tokenizer = load_tokenizer(shared / "tokenizers" / "olmo2_dolma2_tokenizer.json")
     ours = build_samples(TaskRegistry().get("general_arc_easy"), tokenizer, data_paths={"data": str(shared)},
                          num_samples=3)

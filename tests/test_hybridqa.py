@@ -3,14 +3,14 @@ synthetic generator (length filling, determinism, and that every question needs 
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
+from harness.data import default_data_root
 from tasks import MissingData, TaskError, TaskRegistry, build_samples, score_sample
 from tasks.hybridqa.loader import linearise
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 HQA = SHARED / "hybridqa"
 
 

@@ -1,13 +1,13 @@
 """LongBench v1 tasks: official templates and lengths, the loader on fixtures in the official record format, middle
 truncation, the first-line rule, LongBench-E buckets, the RePo variant, and bad input."""
 import json
-from pathlib import Path
 
 import pytest
 
+from harness.data import default_data_root
 from tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 
 # config/dataset2prompt.json (THUDM/LongBench @ 2e00731, as reproduced in longbench.md; Chinese entries from the same
 # file), as JSON string literals.

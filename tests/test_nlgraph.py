@@ -4,17 +4,17 @@ lenient metric, the loader, and the length-filling generator."""
 import itertools
 import json
 import random
-from pathlib import Path
 
 import pytest
 
+from harness.data import default_data_root
 from tasks import TaskError, TaskRegistry, build_samples, score_sample
 from tasks.nlgraph import graphs, solvers
 from tasks.nlgraph.scoring import official_correct, repo_extract
 from tasks.registry import METRICS, ensure_imported
 from tasks.schema import Sample
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 NLGRAPH = SHARED / "nlgraph"
 
 

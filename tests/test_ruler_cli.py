@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.data import default_data_root
 from tasks import TaskRegistry, build_samples, score_sample
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = default_data_root()
 TOKENIZER = str(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 
 UUID_PAIR = """

@@ -2,16 +2,16 @@
 
 Most checks run at 1-4K tokens; one 16K smoke per generator family keeps the default run under a minute."""
 import re
-from pathlib import Path
 
 import pytest
 
+from harness.data import default_data_root
 from tasks import TaskError, TaskRegistry, build_samples
 from tasks.ruler import essays
 from tasks.ruler.common import DEPTHS, NEEDLE, NOISE
 from tasks.ruler.words import SortedPairs, adj_noun_pairs, cwe_pool
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 PATHS = {"data": str(SHARED)}
 ESSAYS, NLTK = str(SHARED / "haystack" / "pg_essays"), str(SHARED / "nltk_data")

@@ -1,14 +1,14 @@
 """RULER qa_1/qa_2 from small SQuAD v2.0 / HotpotQA fixtures in the official JSON formats, written here; absent
 files are skipped with a message naming the file and the flag."""
 import json
-from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from harness.data import default_data_root
 from tasks import MissingData, TaskError, TaskRegistry, build_samples
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 TOKENIZER = str(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 WORDS = "river stone lantern maple harbor copper meadow violet signal canyon".split()
 

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.data import default_data_root
 from harness.tiny import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER = ROOT.parent / "shared" / "data" / "tokenizers" / "olmo2_dolma2_tokenizer.json"
+TOKENIZER = default_data_root() / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.data import default_data_root
 from tasks import TaskError, TaskRegistry, build_samples, register_generator, register_loader, score_sample
 from tasks.schema import SampleDraft, aggregate, load_task_file, sample_rng, truncate
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 

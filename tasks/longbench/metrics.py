@@ -17,10 +17,14 @@ from tasks.errors import TaskError
 from tasks.metrics.squad import best_over, multiset_f1, normalize_answer, set_f1, substring_match
 from tasks.registry import register_metric
 
-with warnings.catch_warnings():
-    # fuzzywuzzy warns that it runs on difflib; difflib is exactly the backend we pin (see code_sim).
-    warnings.simplefilter("ignore", UserWarning)
-    from fuzzywuzzy import fuzz
+
+def _fuzz():
+    """fuzzywuzzy's fuzz module, imported on first use (machines without LongBench's packages still load tasks/)."""
+    with warnings.catch_warnings():
+        # fuzzywuzzy warns that it runs on difflib; difflib is exactly the backend we pin (see code_sim).
+        warnings.simplefilter("ignore", UserWarning)
+        from fuzzywuzzy import fuzz
+    return fuzz
 
 _CN_PUNCTUATION = ("！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠"
                    "｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏.")
@@ -93,6 +97,7 @@ def count(prediction: str, gold) -> float:
 
 def code_sim(prediction: str, gold: str) -> float:
     """First line (after leading newlines) without ` # or //, then fuzz.ratio / 100."""
+    fuzz = _fuzz()
     if fuzz.SequenceMatcher is not difflib.SequenceMatcher:
         raise TaskError("LongBench code_sim_score is pinned to fuzzywuzzy's difflib backend, but python-Levenshtein "
                         "is installed and replaces it (scores can differ); uninstall python-Levenshtein")

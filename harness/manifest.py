@@ -1,6 +1,7 @@
 """What a run records about where it ran: posbench's git commit, package versions, the device."""
 import datetime
 import importlib.metadata
+import os
 import platform
 import subprocess
 
@@ -19,13 +20,15 @@ def git_commit() -> dict:
     (results must say so)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    # A copy without .git (e.g. a working tree sent to a GPU machine) can be told its commit by the sender.
+    fallback = {"git_commit": os.environ.get("POSBENCH_GIT_COMMIT"), "git_dirty": None}
     try:
         head = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
-        return {"git_commit": None, "git_dirty": None}
+        return fallback
     if head.returncode != 0:
-        return {"git_commit": None, "git_dirty": None}
+        return fallback
     return {"git_commit": head.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 

@@ -21,14 +21,12 @@ Multi-GPU: `torchrun --nproc_per_node N eval.py train ...` (DDP; NCCL on CUDA, g
 its own rows of the global batch; rank 0 writes everything.
 """
 import contextlib
-import copy
-import csv
+import dataclasses
 import json
 import math
 import os
 import random
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,9 +37,18 @@ import torch.distributed as dist
 
 from harness.train_config import TrainConfig, TrainConfigError
 from harness.train_data import KIND_ANSWER, RowSampler, load_data
+from harness.train_outputs import (
+    EVAL_COLUMNS,
+    LOSS_COLUMNS,
+    append_csv,
+    atomic_torch_save,
+    export,
+    model_card,
+    truncate_csv,
+    write_manifest,
+)
+from position_schemes import format_layer_kinds
 
-LOSS_COLUMNS = ["step", "lr", "loss", "objective", "answer_loss", "answer_acc", "grad_norm", "tokens", "elapsed_s",
-                "tokens_per_s"]
 STATE_FORMAT = 1
 # Keys that may change between an interrupted run and its resume; everything else must match.
 RESUMABLE_TRAIN_KEYS = {"checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval", "device",
@@ -246,116 +253,6 @@ def first_difference(old, new, prefix=""):
     return None if old == new else (prefix, old, new)
 
 
-# ---- outputs ------------------------------------------------------------------------------------------------------
-
-def export(model, path: Path, tokenizer, dtype: str) -> Path:
-    from harness.checkpoint import save_model
-
-    if dtype != "float32":
-        model = copy.deepcopy(model).to(getattr(torch, dtype))
-    return save_model(model, path, tokenizer)
-
-
-def atomic_torch_save(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def read_csv(path: Path) -> list:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def truncate_csv(path: Path, columns: list, last_step: int):
-    """Keep the rows up to last_step (a resumed run rewrites what the interrupted one logged after its state)."""
-    rows = [r for r in read_csv(path) if int(r["step"]) <= last_step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def plot_loss(out: Path):
-    rows = read_csv(out / "loss.csv")
-    if not rows:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def column(key):
-        points = [(int(r["step"]), float(r[key])) for r in rows if r[key] not in ("", "nan")]
-        return [p[0] for p in points], [p[1] for p in points]
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(*column("loss"), label="all tokens", lw=1)
-    if column("answer_loss")[0]:
-        ax1.plot(*column("answer_loss"), label="answer tokens", lw=1)
-        ax2.plot(*column("answer_acc"), lw=1, label="answer-token accuracy")
-    evals = read_csv(out / "eval.csv")
-    for task in dict.fromkeys(r["task"] for r in evals):
-        points = [(int(r["step"]), float(r["score"]) / 100) for r in evals if r["task"] == task]
-        ax2.plot([p[0] for p in points], [p[1] for p in points], "o--", ms=3, lw=0.8, label=f"{task} (greedy)")
-    ax1.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="training loss")
-    ax2.set(xlabel="step", ylim=(0, 1.02), title="answer accuracy")
-    ax1.legend()
-    if ax2.lines:
-        ax2.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=110)
-    plt.close(fig)
-
-
-def model_card(m: dict) -> str:
-    """README.md for an exported model, from the run's manifest."""
-    scheme = m["model"]["scheme"]
-    sources = "\n".join(f"| {s['name']} | {s.get('task') or ', '.join(s['files'])} | {s['weight']:g} | "
-                        f"{', '.join(map(str, s.get('lengths') or [])) or '-'} | {s.get('samples', '-')} |"
-                        for s in m["data"]["sources"])
-    shares = ", ".join(f"{k} {v:.1%}" for k, v in m["data"]["token_shares"].items())
-    t = m["config"]["train"]
-    lines = [
-        f"# {m['name']}",
-        "",
-        f"A small {m['model']['architecture']} model trained by posbench (`eval.py train`) in scheme "
-        f"`{scheme}` ({m['model']['layers']}). {m['model']['parameters']:,} parameters"
-        + (f", of which RePo {m['model']['repo_parameters']:,}" if m["model"]["repo_parameters"] else "") + ".",
-        "",
-        "| | |", "|---|---|",
-        f"| initialised from | {m['model']['origin']} |",
-        f"| tokenizer | {m['tokenizer']['kind']}, {m['tokenizer']['size']} tokens |",
-        f"| context | {t['seq_len']} tokens per row (max_position_embeddings {m['model']['max_positions']}) |",
-        f"| steps | {m['step']} x {m['global_batch_rows']} rows = {m['tokens_seen']:,} tokens seen |",
-        f"| optimizer | AdamW lr {t['lr']:g}, warmup {t['warmup']}, {t['decay']} decay to {t['lr_floor']:g} x lr, "
-        f"betas {tuple(t['betas'])}, weight decay {t['weight_decay']:g}, clip {t['grad_clip']:g}, "
-        f"z-loss {t['z_loss']:g}, answer-token weight {t['answer_loss_weight']:g} |",
-        f"| final loss | {m['final_loss']:.4f} (mean of the last {m['final_loss_steps']} steps; answer tokens "
-        f"{m['final_answer_loss']:.4f}, answer-token accuracy {m['final_answer_acc']:.1%}) |",
-        f"| trained on | {m['device'].get('gpu') or m['device']['cpu']} x {m['world_size']}, "
-        f"{m['wall_time_s'] / 60:.1f} min, {m['tokens_per_s']:,.0f} tokens/s |",
-        f"| posbench commit | {m['git']['commit']}{' (dirty)' if m['git']['dirty'] else ''} |",
-        "",
-        "## Data",
-        "",
-        f"Rows are drawn by weight (synthetic seed {m['config']['data']['seed']}; evaluation uses 42). "
-        f"Token shares seen: {shares}.",
-        "",
-        "| source | task / files | weight | lengths | distinct samples |", "|---|---|---|---|---|",
-        sources,
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        m["command"],
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 # ---- the run ------------------------------------------------------------------------------------------------------
 
 def prepare(cfg: TrainConfig, out: Path, data_root=None, workers: int = 1, log=print):
@@ -370,235 +267,225 @@ def prepare(cfg: TrainConfig, out: Path, data_root=None, workers: int = 1, log=p
     return tokenizer, dataset
 
 
+@dataclasses.dataclass
+class Run:
+    """Everything one training process holds."""
+    cfg: TrainConfig
+    out: Path
+    env: Dist
+    tokenizer: object
+    dataset: object
+    model: torch.nn.Module          # the plain model (saved, evaluated)
+    net: torch.nn.Module            # what a step calls: the model, wrapped by DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    fingerprint: dict
+    start: int                      # optimizer steps already taken
+    elapsed_before: float           # training seconds before a resume
+    info: dict                      # the manifest
+    eval_samples: dict = None
+    log: object = print
+
+
 def train(cfg: TrainConfig, out, *, resume=False, stop_at=None, data_root=None, progress=True, command=None,
           prepare_workers=None) -> dict:
     """Run (or resume) the training a config describes into `out`; returns the manifest."""
+    out, t = Path(out), cfg.train
+    device = t["device"] if t["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError(f"{cfg.path}: train.device is cuda, but torch sees no CUDA device")
+    if resume and not (out / "train_state.pt").is_file():
+        raise TrainConfigError(f"--resume: {out} has no train_state.pt to resume from")
+    if not resume and ((out / "train_state.pt").is_file() or (out / "final").is_dir()):
+        raise TrainConfigError(f"{out} already holds a training run; pass --resume to continue it, or another --out")
+    if stop_at is not None and not 0 < stop_at <= t["steps"]:
+        raise TrainConfigError(f"--stop-at {stop_at} must be between 1 and train.steps ({t['steps']})")
+    check_model(cfg)  # the cheap checks, before any tokenizer or data work
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after the tokenizer ran
+    env = Dist(device)
+    try:
+        run = setup(cfg, out, env, resume, data_root, prepare_workers, command)
+        if stop_at is not None and stop_at <= run.start:
+            raise TrainConfigError(f"--stop-at {stop_at}: the run is already at step {run.start}")
+        return loop(run, stop_at, progress)
+    finally:
+        env.close()
+
+
+def setup(cfg, out, env, resume, data_root, prepare_workers, command) -> Run:
+    """Tokenizer, data, model and optimizer (restored from train_state.pt on resume). Rank 0 trains the tokenizer
+    and fills the data cache first; the other ranks then read them."""
     from harness import manifest as facts
     from harness.data import data_paths
     from harness.tokenizer_training import tokenizer_hash
 
     started = time.time()
-    out = Path(out)
-    t = cfg.train
-    device_kind = t["device"] if t["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device_kind == "cuda" and not torch.cuda.is_available():
-        raise TrainConfigError(f"{cfg.path}: train.device is cuda, but torch sees no CUDA device")
-    state_file = out / "train_state.pt"
-    if resume and not state_file.is_file():
-        raise TrainConfigError(f"--resume: {out} has no train_state.pt to resume from")
-    if not resume and (state_file.is_file() or (out / "final").is_dir()):
-        raise TrainConfigError(f"{out} already holds a training run; pass --resume to continue it, or another --out")
-    if stop_at is not None and not 0 < stop_at <= t["steps"]:
-        raise TrainConfigError(f"--stop-at {stop_at} must be between 1 and train.steps ({t['steps']})")
-    check_model(cfg)  # cheap checks before any tokenizer or data work
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env = Dist(device_kind)
     log = print if env.main else (lambda *a, **k: None)
-    try:
-        paths = data_paths(data_root or cfg.data["root"])
-        workers = prepare_workers or max(1, (os.cpu_count() or 2) // max(env.world, 1))
-        if env.main:
+    paths = data_paths(data_root or cfg.data["root"])
+    workers = prepare_workers or max(1, (os.cpu_count() or 2) // env.world)
+    for main_turn in (True, False):
+        if env.main == main_turn:
             out.mkdir(parents=True, exist_ok=True)
             tokenizer = get_tokenizer(cfg, paths, out, log)
-            dataset = load_data(cfg, tokenizer, paths, tokenizer_hash(tokenizer), workers=workers, log=log)
+            dataset = load_data(cfg, tokenizer, paths, tokenizer_hash(tokenizer), workers=workers,
+                                build_missing=env.main, log=log)
         env.barrier()
-        if not env.main:  # everything rank 0 trained or cached is there now
-            tokenizer = get_tokenizer(cfg, paths, out, log)
-            dataset = load_data(cfg, tokenizer, paths, tokenizer_hash(tokenizer), build_missing=False, log=log)
-        tokenizer_id = tokenizer_hash(tokenizer)
-        model, origin = build_model(cfg, tokenizer)
-        fp = fingerprint(cfg, model, tokenizer_id, env.world)
-        eval_samples = _eval_samples(cfg, tokenizer, paths) if env.main and t["eval"] else None
+    model, origin = build_model(cfg, tokenizer)
+    fp = fingerprint(cfg, model, tokenizer_hash(tokenizer), env.world)
+    model.to(env.device)
+    t = cfg.train
+    optimizer = torch.optim.AdamW(param_groups(model, t["weight_decay"]), lr=t["lr"], betas=tuple(t["betas"]),
+                                  eps=t["eps"], fused=env.device.type == "cuda")
+    start, elapsed_before = 0, 0.0
+    if resume:
+        state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=False)
+        diff = first_difference(state["fingerprint"], fp)
+        if diff:
+            key, old, new = diff
+            raise TrainConfigError(f"--resume: {out} was trained with {key} = {json.dumps(old, default=str)}, this "
+                                   f"config has {json.dumps(new, default=str)}; resume with the same settings or "
+                                   f"start a new run")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng(state["rng"])
+        start, elapsed_before = state["step"], state["elapsed_s"]
+        log(f"resuming {out} at step {start}")
+    net = model
+    if env.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+    if t["compile"]:
+        net = torch.compile(net)
+    rows = cfg.rows_per_step * env.world
+    counts = model.parameter_counts()
+    info = {"name": out.name, "status": "running", "config_file": str(cfg.path), "config": cfg.describe(),
+            "command": command or " ".join(sys.argv),
+            "model": {"architecture": model.config.model_type, "scheme": model.scheme.spec(),
+                      "layers": format_layer_kinds(model.layer_kinds), "parameters": counts["total"],
+                      "repo_parameters": counts["repo"], "origin": origin,
+                      "max_positions": model.config.max_position_embeddings},
+            "tokenizer": {"kind": "byte-level BPE trained on the data" if isinstance(cfg.tokenizer, dict)
+                          else str(cfg.tokenizer or cfg.model["path"]), "size": len(tokenizer),
+                          "id": tokenizer_hash(tokenizer)},
+            "data": {"sources": cfg.describe()["data"]["sources"], "token_shares": {}},
+            "world_size": env.world, "global_batch_rows": rows, "tokens_per_step": rows * t["seq_len"],
+            "versions": facts.versions(), "git": facts.git_commit(), "device": facts.device_info(str(env.device)),
+            "started": facts.now(), "started_at": started}
+    eval_samples = _eval_samples(cfg, tokenizer, paths) if env.main and t["eval"] else None
+    return Run(cfg, out, env, tokenizer, dataset, model, net, optimizer, fp, start, elapsed_before, info,
+               eval_samples, log)
 
-        model.to(env.device)
-        optimizer = torch.optim.AdamW(param_groups(model, t["weight_decay"]), lr=t["lr"], betas=tuple(t["betas"]),
-                                      eps=t["eps"], fused=env.device.type == "cuda")
-        start, elapsed_before = 0, 0.0
-        if resume:
-            state = torch.load(state_file, map_location="cpu", weights_only=False)
-            diff = first_difference(state["fingerprint"], fp)
-            if diff:
-                key, old, new = diff
-                raise TrainConfigError(f"--resume: {out} was trained with {key} = {json.dumps(old, default=str)}, "
-                                       f"this config has {json.dumps(new, default=str)}; resume with the same "
-                                       f"settings or start a new run")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            _set_rng(state["rng"])
-            start, elapsed_before = state["step"], state["elapsed_s"]
-            log(f"resuming {out} at step {start}")
+
+def train_step(run: Run, step: int, batches, autocast, kinds_seen) -> dict:
+    """Optimizer step `step` (0-based) over grad_accum micro-batches; returns its loss.csv row (over all ranks)."""
+    t, env = run.cfg.train, run.env
+    B, A, T = t["batch_size"], t["grad_accum"], t["seq_len"]
+    lr = lr_at(step, t)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    stats = torch.zeros(6, device=env.device)
+    for micro in range(A):
+        x, y, kinds = next(batches)
+        kinds_seen += torch.bincount(kinds.flatten().long(), minlength=4).double()
+        x, y, kinds = (v.to(env.device, non_blocking=True) for v in (x, y, kinds))
+        sync = run.net.no_sync() if env.world > 1 and micro < A - 1 else contextlib.nullcontext()
+        with sync, autocast:
+            logits = run.net(x)
+        objective, s = batch_loss(logits, y, kinds, t["answer_loss_weight"], t["z_loss"])
+        (objective / (B * T * A)).backward()  # DDP then averages over ranks: the mean over the global batch
+        stats += s
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), t["grad_clip"] or float("inf"))
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if env.world > 1:
+        dist.all_reduce(stats)
+    ce, n, answer_ce, n_answer, correct, objective = stats.tolist()
+    tokens = run.info["tokens_per_step"]
+    loss = ce / max(n, 1)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"step {step + 1}: the loss is {loss}; lower train.lr or check the data")
+    return {"step": step + 1, "lr": lr, "loss": loss, "objective": objective / tokens,
+            "answer_loss": answer_ce / n_answer if n_answer else "",
+            "answer_acc": correct / n_answer if n_answer else "", "grad_norm": float(grad_norm),
+            "tokens": (step + 1) * tokens}
+
+
+def loop(run: Run, stop_at=None, progress=True) -> dict:
+    """Train from run.start to train.steps (or stop_at): log every step, probe, checkpoint, export final/."""
+    env, out, t = run.env, run.out, run.cfg.train
+    if env.main:
+        for name, columns in (("loss.csv", LOSS_COLUMNS), ("eval.csv", EVAL_COLUMNS)):
+            truncate_csv(out / name, columns, run.start)
+    loader = torch.utils.data.DataLoader(
+        run.dataset, batch_size=t["batch_size"],
+        sampler=RowSampler(run.start, t["steps"], t["batch_size"], t["grad_accum"], env.rank, env.world),
+        num_workers=t["num_workers"], pin_memory=env.device.type == "cuda",
+        prefetch_factor=4 if t["num_workers"] else None)
+    batches = iter(loader)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t["bf16"] and env.device.type == "cuda" \
+        else contextlib.nullcontext()
+    bar = None
+    if env.main and progress:
+        from tqdm import tqdm
+        bar = tqdm(total=t["steps"], initial=run.start, unit="step", dynamic_ncols=True, mininterval=1.0)
+    say = bar.write if bar is not None else run.log
+    kinds_seen = torch.zeros(4, dtype=torch.float64)
+    step_times, began, done = [], time.time(), run.start
+
+    def elapsed():
+        return run.elapsed_before + time.time() - began
+
+    for step in range(run.start, t["steps"]):
+        tick = time.perf_counter()
+        row = train_step(run, step, batches, autocast, kinds_seen)
+        done = step + 1
+        step_times.append(time.perf_counter() - tick)
+        row.update(elapsed_s=round(elapsed(), 3), tokens_per_s=round(run.info["tokens_per_step"] / step_times[-1]))
         if env.main:
-            for name, columns in (("loss.csv", LOSS_COLUMNS), ("eval.csv", ["step", "task", "score", "n"])):
-                truncate_csv(out / name, columns, start)
-
-        net = model
-        if env.world > 1:
-            net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
-        if t["compile"]:
-            net = torch.compile(net)
-        B, A, T = t["batch_size"], t["grad_accum"], t["seq_len"]
-        global_rows = B * A * env.world
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=B, sampler=RowSampler(start, t["steps"], B, A, env.rank, env.world),
-            num_workers=t["num_workers"], pin_memory=env.device.type == "cuda",
-            prefetch_factor=4 if t["num_workers"] else None, persistent_workers=False)
-        batches = iter(loader)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if t["bf16"] and env.device.type == "cuda" \
-            else contextlib.nullcontext()
-
-        info = {"name": out.name if out.name != "final" else out.parent.name, "status": "running",
-                "config_file": str(cfg.path), "config": cfg.describe(), "command": command or " ".join(sys.argv),
-                "model": {"architecture": model.config.model_type, "scheme": model.scheme.spec(),
-                          "layers": _layer_text(model), "parameters": model.parameter_counts()["total"],
-                          "repo_parameters": model.parameter_counts()["repo"], "origin": origin,
-                          "max_positions": model.config.max_position_embeddings},
-                "tokenizer": {"kind": "byte-level BPE trained on the data" if isinstance(cfg.tokenizer, dict)
-                              else str(cfg.tokenizer or cfg.model["path"]), "size": len(tokenizer), "id": tokenizer_id},
-                "data": {"sources": cfg.describe()["data"]["sources"], "token_shares": {}},
-                "world_size": env.world, "global_batch_rows": global_rows, "tokens_per_step": global_rows * T,
-                "versions": facts.versions(), "git": facts.git_commit(), "device": facts.device_info(str(env.device)),
-                "started": facts.now()}
-        kinds_seen = torch.zeros(4, dtype=torch.float64)
-        step_times, loss_file = [], None
-        if env.main:
-            loss_file = open(out / "loss.csv", "a", newline="")
-            loss_writer = csv.DictWriter(loss_file, LOSS_COLUMNS)
-        bar = None
-        if env.main and progress:
-            from tqdm import tqdm
-            bar = tqdm(total=t["steps"], initial=start, unit="step", dynamic_ncols=True, mininterval=1.0)
-        say = bar.write if bar is not None else log
-        train_start = time.time()
-
-        done = start
-        for step in range(start, t["steps"]):
-            tick = time.perf_counter()
-            lr = lr_at(step, t)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            stats = torch.zeros(6, device=env.device)
-            for micro in range(A):
-                x, y, kinds = next(batches)
-                kinds_seen += torch.bincount(kinds.flatten().long(), minlength=4).double()
-                x, y, kinds = (v.to(env.device, non_blocking=True) for v in (x, y, kinds))
-                sync = net.no_sync() if env.world > 1 and micro < A - 1 else contextlib.nullcontext()
-                with sync, autocast:
-                    logits = net(x)
-                objective, s = batch_loss(logits, y, kinds, t["answer_loss_weight"], t["z_loss"])
-                (objective / (B * T * A)).backward()
-                stats += s
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"] or float("inf"))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if env.world > 1:
-                dist.all_reduce(stats)
-            ce, n, ans_ce, n_ans, correct, obj = stats.tolist()
-            done = step + 1
-            seconds = time.perf_counter() - tick
-            step_times.append(seconds)
-            row = {"step": done, "lr": lr, "loss": ce / max(n, 1), "objective": obj / (global_rows * T),
-                   "answer_loss": ans_ce / n_ans if n_ans else "", "answer_acc": correct / n_ans if n_ans else "",
-                   "grad_norm": float(grad_norm), "tokens": done * global_rows * T,
-                   "elapsed_s": round(elapsed_before + time.time() - train_start, 3),
-                   "tokens_per_s": round(global_rows * T / seconds)}
-            if not math.isfinite(row["loss"]):
-                raise FloatingPointError(f"step {done}: the loss is {row['loss']}; lower train.lr or check the data")
+            append_csv(out / "loss.csv", LOSS_COLUMNS, row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,}", lr=f"{row['lr']:.2e}")
+            if done % t["log_every"] == 0 or done == t["steps"]:
+                answer = f" answer {row['answer_loss']:.3f} acc {row['answer_acc']:.2f}" if row["answer_loss"] else ""
+                say(f"step {done}/{t['steps']} loss {row['loss']:.4f}{answer} lr {row['lr']:.2e} "
+                    f"grad {row['grad_norm']:.2f} {row['tokens_per_s']:,} tok/s")
+        if run.eval_samples and (done % t["eval"]["every"] == 0 or done == t["steps"]):
+            for task, score, n in _run_eval(run.model, run.tokenizer, run.eval_samples, env.device):
+                append_csv(out / "eval.csv", EVAL_COLUMNS, {"step": done, "task": task, "score": score, "n": n})
+                say(f"step {done} eval {task} @{t['eval']['length']}: {score:.1f} (n={n})")
+        if done % t["checkpoint_every"] == 0 or done in (t["steps"], stop_at):
             if env.main:
-                loss_writer.writerow(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,}", lr=f"{lr:.2e}")
-                if done % t["log_every"] == 0 or done == t["steps"]:
-                    answer = f" answer {row['answer_loss']:.3f} acc {row['answer_acc']:.2f}" if n_ans else ""
-                    say(f"step {done}/{t['steps']} loss {row['loss']:.4f}{answer} lr {lr:.2e} "
-                        f"grad {row['grad_norm']:.2f} {row['tokens_per_s']:,} tok/s")
-            if eval_samples and (done % t["eval"]["every"] == 0 or done == t["steps"]):
-                for task, score, count in _run_eval(model, tokenizer, eval_samples, env.device):
-                    _append_csv(out / "eval.csv", ["step", "task", "score", "n"],
-                                {"step": done, "task": task, "score": score, "n": count})
-                    say(f"step {done} eval {task} @{t['eval']['length']}: {score:.1f} (n={count})")
-            last = done == t["steps"] or done == stop_at
-            if done % t["checkpoint_every"] == 0 or last:
-                if env.main:
-                    loss_file.flush()
-                    export(model, out / f"step_{done:05d}", tokenizer, t["save_dtype"])
-                    _prune(out, t["keep_checkpoints"])
-                    atomic_torch_save({"format": STATE_FORMAT, "step": done, "model": model.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "rng": _get_rng(), "fingerprint": fp,
-                                       "elapsed_s": elapsed_before + time.time() - train_start}, state_file)
-                    _finish_manifest(info, out, done, step_times, kinds_seen, elapsed_before + time.time()
-                                     - train_start, started, "running")
-                env.barrier()
-            if done == stop_at:
-                break
-        if bar is not None:
-            bar.close()
-        if loss_file is not None:
-            loss_file.close()
+                save_checkpoint(run, done, elapsed())
+                write_manifest(run.info, out, done, step_times, kinds_seen, elapsed(), "running")
+            env.barrier()
+        if done == stop_at:
+            break
+    if bar is not None:
+        bar.close()
+    if env.main:
         finished = done == t["steps"]
-        if env.main:
-            info = _finish_manifest(info, out, done, step_times, kinds_seen,
-                                    elapsed_before + time.time() - train_start, started,
-                                    "finished" if finished else f"stopped at step {done}")
-            if finished and not (out / "final").is_dir():
-                final = export(model, out / "final", tokenizer, t["save_dtype"])
-                (final / "README.md").write_text(model_card(info))
-                shutil.copy(out / "train_manifest.json", final / "train_manifest.json")
-                log(f"final: {final}  (loss {info['final_loss']:.4f}, {info['tokens_seen']:,} tokens, "
-                    f"{info['tokens_per_s']:,.0f} tokens/s, {info['wall_time_s']:.0f} s)")
-        env.barrier()
-        return info
-    finally:
-        env.close()
+        write_manifest(run.info, out, done, step_times, kinds_seen, elapsed(),
+                       "finished" if finished else f"stopped at step {done}")
+        if finished and not (out / "final").is_dir():
+            final = export(run.model, out / "final", run.tokenizer, t["save_dtype"])
+            (final / "README.md").write_text(model_card(run.info))
+            shutil.copy(out / "train_manifest.json", final / "train_manifest.json")
+            run.log(f"final: {final}  (loss {run.info['final_loss']:.4f}, {run.info['tokens_seen']:,} tokens, "
+                    f"{run.info['tokens_per_s']:,.0f} tokens/s, {run.info['wall_time_s']:.0f} s)")
+    env.barrier()
+    return run.info
 
 
-def _layer_text(model) -> str:
-    from position_schemes import format_layer_kinds
-    return format_layer_kinds(model.layer_kinds)
-
-
-def _append_csv(path: Path, columns: list, row: dict):
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _prune(out: Path, keep: int):
-    if keep:
-        for old in sorted(out.glob("step_*"))[:-keep]:
+def save_checkpoint(run: Run, step: int, elapsed: float):
+    """step_XXXXX/ first, then train_state.pt (atomically): a crash in between leaves the previous state usable."""
+    t = run.cfg.train
+    export(run.model, run.out / f"step_{step:05d}", run.tokenizer, t["save_dtype"])
+    if t["keep_checkpoints"]:
+        for old in sorted(run.out.glob("step_*"))[:-t["keep_checkpoints"]]:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _finish_manifest(info: dict, out: Path, step: int, step_times: list, kinds_seen, train_s: float, started,
-                     status: str) -> dict:
-    from harness import manifest as facts
-
-    rows = read_csv(out / "loss.csv")
-    tail = rows[-min(len(rows), 50):]
-    steady = step_times[min(5, len(step_times) // 4):] or step_times
-
-    def mean(key):
-        values = [float(r[key]) for r in tail if r[key] not in ("", "nan")]
-        return sum(values) / len(values) if values else float("nan")
-    total = float(kinds_seen.sum()) or 1.0
-    info.update(status=status, step=step, tokens_seen=step * info["tokens_per_step"], final_loss=mean("loss"),
-                final_loss_steps=len(tail), last_loss=float(tail[-1]["loss"]) if tail else None,
-                final_answer_loss=mean("answer_loss"), final_answer_acc=mean("answer_acc"),
-                seconds_per_step=statistics.median(steady) if steady else None,
-                tokens_per_s=info["tokens_per_step"] / statistics.median(steady) if steady else 0.0,
-                train_time_s=round(train_s, 1), wall_time_s=round(time.time() - started, 1), updated=facts.now())
-    info["data"]["token_shares"] = {name: float(kinds_seen[i]) / total
-                                    for i, name in enumerate(("padding", "text", "synthetic prompts", "answers"))}
-    tmp = out / "train_manifest.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, out / "train_manifest.json")
-    plot_loss(out)
-    return info
+    atomic_torch_save({"format": STATE_FORMAT, "step": step, "model": run.model.state_dict(),
+                       "optimizer": run.optimizer.state_dict(), "rng": _get_rng(), "fingerprint": run.fingerprint,
+                       "elapsed_s": elapsed}, run.out / "train_state.pt")
 
 
 def _get_rng() -> dict:

@@ -225,7 +225,7 @@ class RowDataset(torch.utils.data.Dataset):
     def __init__(self, seq_len: int, seed: int, texts: list, synthetic: list, pad_id: int):
         # texts: [(TextSource, token stream)], synthetic: [SyntheticSource]
         self.seq_len, self.seed, self.pad_id = seq_len, seed, pad_id
-        self.texts = [(s, stream) for s, stream in texts if len(stream)]
+        self.texts = texts
         self.synthetic = synthetic
         self.sources = [s for s, _ in texts] + [s.source for s in synthetic]
         self.weights = [s.weight for s in self.sources]
@@ -335,6 +335,9 @@ def load_data(cfg, tokenizer, data_paths: dict, tokenizer_id: str, *, workers: i
 
     docs = text_documents(cfg, data_paths)
     texts = [(s, text_stream(tokenizer, docs[s.name])) for s in cfg.text_sources]
+    for source, stream in texts:
+        if len(stream) == len(docs[source.name]):  # nothing but the EOS after each document
+            raise TrainConfigError(f"{cfg.path}: data source {source.name!r} holds no text ({source.files})")
     synthetic = []
     for name, spec in task_specs(cfg).items():
         source = next(s for s in cfg.task_sources if s.name == name)

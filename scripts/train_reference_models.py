@@ -60,20 +60,24 @@ def smoke_config(name: str, runs: Path) -> Path:
 
 def launch(cmd: list, log_file: Path, env: dict) -> subprocess.Popen:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    f = open(log_file, "w")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_file, "w"), stderr=subprocess.STDOUT, env=env)
+    proc.started = time.time()
+    return proc
 
 
-def wait_all(procs: dict, logs: dict) -> None:
-    failed = []
+def wait_all(procs: dict, logs: dict) -> dict:
+    """Wait for every run; {name: seconds from launch to exit}. A failed run shows its log's tail and stops here."""
+    failed, walls = [], {}
     for name, proc in procs.items():
         if proc.wait() != 0:
             failed.append(name)
+        walls[name] = time.time() - proc.started
     for name in failed:
         tail = logs[name].read_text().splitlines()[-15:]
         print(f"--- {name} failed ({logs[name]}):\n" + "\n".join(tail), file=sys.stderr)
     if failed:
         raise SystemExit(f"training failed for {', '.join(failed)}")
+    return walls
 
 
 def envs(names: list, args) -> dict:
@@ -104,6 +108,7 @@ def main():
     p.add_argument("--probe-steps", type=int, default=30)
     p.add_argument("--reserve", type=float, default=60, help="seconds kept for export and the check (default 60)")
     p.add_argument("--min-steps", type=int, default=500, help="never fewer steps (default 500)")
+    p.add_argument("--max-steps", type=int, help="never more steps")
     p.add_argument("--schemes", default=",".join(SCHEMES), help="comma-separated subset of rope,nope,hybrid,repo")
     p.add_argument("--runs", default="runs/reference", help="training folders and logs (default runs/reference)")
     p.add_argument("--models", default="models/reference", help="exported models (default models/reference)")
@@ -126,7 +131,9 @@ def main():
     else:
         configs = {n: ROOT / "configs" / f"train_reference_{n}.yaml" for n in names}
     env = envs(names, args)
-    summary = {"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "budget_min": args.minutes,
+    script = Path(sys.argv[0]).resolve()
+    script = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    summary = {"command": " ".join(["python", script.as_posix(), *sys.argv[1:]]), "budget_min": args.minutes,
                "phases_s": {}, "models": {}}
     for name in names:  # fresh runs: an earlier reference run in the same folders is moved aside
         for folder in (runs / name, runs / "probe" / name):
@@ -141,21 +148,20 @@ def main():
     steps = args.steps
     if steps is None:
         t0 = time.time()
-        total = _read_steps(configs[names[0]])
         log(f"2/5 probe: the {len(names)} runs together for {args.probe_steps} steps")
         logs = {n: runs / "probe" / f"{n}.log" for n in names}
         procs = {n: launch(train_cmd(configs[n], runs / "probe" / n, "--stop-at", args.probe_steps), logs[n], env[n])
                  for n in names}
-        wait_all(procs, logs)
+        walls = wait_all(procs, logs)
         probe = {n: json.loads((runs / "probe" / n / "train_manifest.json").read_text()) for n in names}
         per_step = max(m["seconds_per_step"] for m in probe.values())
-        startup = max(m["wall_time_s"] - m["train_time_s"] for m in probe.values())
+        # Everything but the steps (imports, tokenizer, data, model, CUDA, workers, the checkpoint) is paid again.
+        startup = max(walls[n] - probe[n]["seconds_per_step"] * args.probe_steps for n in names)
         left = deadline - time.time() - args.reserve - startup
-        steps = max(args.min_steps, min(total, int(0.97 * left / per_step) // 10 * 10)) if not args.smoke \
-            else args.min_steps
+        steps = max(args.min_steps, int(0.92 * left / per_step) // 10 * 10) if not args.smoke else args.min_steps
+        steps = min(steps, args.max_steps or steps)
         summary["probe"] = {n: {"seconds_per_step": m["seconds_per_step"], "tokens_per_s": m["tokens_per_s"],
-                                "startup_s": round(m["wall_time_s"] - m["train_time_s"], 1)}
-                            for n, m in probe.items()}
+                                "process_s": round(walls[n], 1)} for n, m in probe.items()}
         summary["phases_s"]["probe"] = round(time.time() - t0, 1)
         log(f"probe: slowest {per_step * 1000:.0f} ms/step, start-up {startup:.0f} s, {left:.0f} s left for "
             f"training -> {steps} steps each (expected {steps * per_step + startup:.0f} s)")
@@ -229,11 +235,6 @@ def main():
     return 0
 
 
-def _read_steps(config: Path) -> int:
-    from harness.train_config import load_train_config
-    return load_train_config(config).train["steps"]
-
-
 def _finish_card(folder: Path, summary: dict, name: str, args):
     """Append the reference-set facts to the model card: how the four were trained together and the check."""
     m = summary["models"][name]
@@ -241,8 +242,9 @@ def _finish_card(folder: Path, summary: dict, name: str, args):
     lines = ["", "## Reference set", "",
              "One of posbench's four reference models (rope, nope, hybrid, repo), identical but for the scheme and "
              "trained concurrently on one GPU by:", "", "```bash", summary["command"], "```", "",
-             f"which prepares the tokenizer and data once (`eval.py train configs/train_reference_rope.yaml "
-             f"--prepare`), then runs the command above for each model with `--steps {summary['steps']}`."]
+             f"It prepares the tokenizer and the data cache once (`eval.py train configs/train_reference_rope.yaml "
+             f"--prepare`), measures the four runs' speed together, and gives all four the same step count "
+             f"({summary['steps']}): the command under Reproduce, run for each model at the same time."]
     if niah:
         lines += ["", f"niah_single_1 at {niah['length']} tokens (greedy, {niah['n']} samples, seed 42): "
                       f"**{niah['score']:.1f}%** (95% CI {niah['ci'][0]}-{niah['ci'][1]})."]

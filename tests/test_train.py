@@ -151,9 +151,9 @@ def test_ddp_over_two_processes_equals_gradient_accumulation(workdir, tokenizer)
     ddp = config(workdir, "ddp", tokenizer=tokenizer, batch_size=2, steps=4, checkpoint_every=4)
     train(load_train_config(accum), workdir / "accum", progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                    str(29500 + os.getpid() % 1000), "eval.py", "train", str(ddp), "--out", str(workdir / "ddp"),
-                    "--no-progress"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "eval.py", "train", str(ddp), "--out", str(workdir / "ddp"), "--no-progress"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
     assert losses(workdir / "ddp") == pytest.approx(losses(workdir / "accum"), abs=1e-6)
     manifest = json.loads((workdir / "ddp" / "train_manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["global_batch_rows"] == 4

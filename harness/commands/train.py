@@ -2,10 +2,10 @@
 
 EPILOG = """\
 examples:
-  python eval.py train configs/train_tiny.yaml --out runs/tiny          # train (CPU or GPU)
-  python eval.py train configs/train_tiny.yaml --out runs/tiny --resume # continue after an interruption
-  python eval.py train configs/train_reference_rope.yaml --prepare      # tokenizer + data cache only
-  torchrun --nproc_per_node 4 eval.py train TRAIN.yaml                  # DDP over 4 GPUs
+  python eval.py train configs/train_cpu_trial.yaml                # train (CPU or GPU)
+  python eval.py train configs/train_cpu_trial.yaml --resume       # continue after an interruption
+  python eval.py train configs/train_reference_rope.yaml --prepare # tokenizer + data cache only
+  torchrun --nproc_per_node 4 eval.py train TRAIN.yaml             # DDP over 4 GPUs
 
 Bad input (unknown keys, missing data files, a length above the model's positions, a resume that does not match
 the saved run) fails before training starts, with one line naming the file, key and value.

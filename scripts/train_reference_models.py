@@ -15,8 +15,8 @@ within a wall-clock budget, and check them on niah_single_1.
 5. check    `eval.py run` of niah_single_1 at 1024 (greedy, --check-samples, seed 42) on the four; the scores go
             into summary.json and the model cards. The RoPE model must reach 90%.
 
---pack DIR writes one .tar.gz per model plus summary.json (what a GPU job hands back). --smoke shrinks everything
-(steps, samples, batch) to check the pipeline on a CPU in a few minutes; its models are useless.
+--pack DIR writes one .tar.gz per model, logs.tar.gz and summary.json (6 files, ~60 MB: what a GPU job hands
+back). --smoke shrinks steps, samples and batch to check the pipeline on a CPU in minutes; its models are useless.
 """
 import argparse
 import json
@@ -135,7 +135,7 @@ def main():
     script = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
     summary = {"command": " ".join(["python", script.as_posix(), *sys.argv[1:]]), "budget_min": args.minutes,
                "phases_s": {}, "models": {}}
-    for name in names:  # fresh runs: an earlier reference run in the same folders is moved aside
+    for name in names:  # fresh runs: an earlier reference run in the same folders is removed
         for folder in (runs / name, runs / "probe" / name):
             if folder.exists():
                 shutil.rmtree(folder)
@@ -225,6 +225,9 @@ def main():
             with tarfile.open(pack / f"reference_{name}.tar.gz", "w:gz") as tar:
                 tar.add(models / name, arcname=name)
         shutil.copy(runs / "summary.json", pack / "summary.json")
+        with tarfile.open(pack / "logs.tar.gz", "w:gz") as tar:
+            for log_file in sorted(runs.glob("*.log")) + sorted(runs.glob("probe/*.log")):
+                tar.add(log_file, arcname=str(log_file.relative_to(runs)))
         log(f"packed into {pack}: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB"
                                                 for p in sorted(pack.iterdir())))
     rope = summary["models"].get("rope", {}).get("niah_single_1", {}).get("score")

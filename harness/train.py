@@ -152,8 +152,8 @@ def get_tokenizer(cfg: TrainConfig, data_paths: dict, out: Path, log):
 
 
 def init_weights(model, std: float):
-    """Scratch init: every matrix and the embedding ~ N(0, std) truncated at 3 std, biases 0, norms 1, RePo maps
-    with the scheme's own init_std."""
+    """Scratch init: every matrix and the embedding ~ N(0, std) truncated at 3 std, biases 0, norms 1, then the RePo
+    maps with the scheme's own init_std (last, so the other weights draw the same numbers in every scheme)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if ".repo." in name:
@@ -183,6 +183,7 @@ def build_model(cfg: TrainConfig, tokenizer):
                   bos_token_id=tokenizer.bos_token_id)
         config = ModelConfig.from_hf(hf)
         model = Transformer(config, scheme)
+        torch.manual_seed(cfg.train["seed"])  # the same draws in every scheme: weights they share start equal
         init_weights(model, cfg.model["init_std"])
         origin = "scratch"
     else:

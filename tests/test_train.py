@@ -133,6 +133,15 @@ def test_rope_checkpoint_converts_to_repo_with_fresh_maps_that_learn(workdir, to
     assert not torch.equal(trained["layers.0.mlp.up_proj.weight"], rope["layers.0.mlp.up_proj.weight"])
 
 
+def test_schemes_start_from_the_same_shared_weights(workdir, tokenizer):
+    tok = load_model(tokenizer)[1]
+    models = {s: build_model(load_train_config(config(workdir, "init", s, tokenizer=tokenizer)), tok)[0].state_dict()
+              for s in SCHEMES}
+    rope = models["rope"]
+    for scheme, weights in models.items():
+        assert set(rope) <= set(weights) and all(torch.equal(rope[k], weights[k]) for k in rope), scheme
+
+
 def test_gradients_reach_the_repo_position_maps(workdir, tokenizer):
     from harness.train import batch_loss
     from harness.train_data import KIND_TEXT

@@ -197,19 +197,26 @@ class RMSNorm(nn.Module):
 
 
 class PackedLinears:
-    """Several Linear layers that read the same input, run as ONE matrix product at inference (q/k/v plus RePo's
+    """Several Linear layers that read the same input, run as ONE matrix product in eval mode (q/k/v plus RePo's
     gate/content maps; an MLP's gate/up): a wider GEMM runs nearer the card's peak than several narrow ones, and
-    RePo's maps ride inside the q/k/v product instead of paying their own skinny GEMMs. The packed weight is rebuilt
-    whenever a member's weight changes (storage or in-place version), so training and weight loading stay correct;
-    while gradients are on, the members run separately and nothing is cached."""
+    RePo's maps ride inside the q/k/v product instead of paying their own skinny GEMMs.
+
+    The packed weight is a copy, so it must never outlive the weights it was made from. It is built only in eval mode
+    without gradients, dropped whenever the owning module switches train/eval mode (see clear()), and rebuilt when a
+    member's storage or version counter changes (a load). The mode switch is what makes training safe: a fused AdamW
+    step updates parameters without bumping their version counters, so a version key alone kept stale q/k/v
+    weights through a whole training run's evaluations."""
 
     def __init__(self, *linears: nn.Linear):
         self.linears = linears
         self.sizes = [lin.out_features for lin in linears]
+        self.clear()
+
+    def clear(self):
         self._key, self._weight, self._bias = None, None, None
 
-    def __call__(self, x: torch.Tensor) -> tuple:
-        if torch.is_grad_enabled():
+    def __call__(self, x: torch.Tensor, packed: bool) -> tuple:
+        if not packed or torch.is_grad_enabled():
             return tuple(lin(x) for lin in self.linears)
         key = tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in self.linears)
         if key != self._key:
@@ -222,7 +229,18 @@ class PackedLinears:
         return F.linear(x, self._weight, self._bias).split(self.sizes, dim=-1)
 
 
-class Attention(nn.Module):
+class PackedModule(nn.Module):
+    """A module owning a PackedLinears as `self.project`: packing only in eval mode, dropped on every mode switch."""
+
+    def train(self, mode: bool = True):
+        self.project.clear()
+        return super().train(mode)
+
+    def projections(self, x: torch.Tensor) -> tuple:
+        return self.project(x, packed=not self.training)
+
+
+class Attention(PackedModule):
     def __init__(self, config: ModelConfig, kind: str, repo_init_std: float):
         super().__init__()
         d, hd = config.hidden_size, config.head_dim
@@ -244,7 +262,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, step: Step, layer: int):
         """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, H_kv] fp32 or None)."""
         B, N, _ = x.shape
-        q, k, v, *maps = self.project(x)
+        q, k, v, *maps = self.projections(x)
         positions = None  # nope: no rotation
         if self.kind == "repo":
             positions = self.repo.from_maps(*maps, swiglu=swiglu)
@@ -267,7 +285,7 @@ class Attention(nn.Module):
         return self.o_proj(out), positions
 
 
-class MLP(nn.Module):
+class MLP(PackedModule):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
 
     def __init__(self, config: ModelConfig):
@@ -279,7 +297,7 @@ class MLP(nn.Module):
         self.project = PackedLinears(self.gate_proj, self.up_proj)
 
     def forward(self, x):
-        return self.down_proj(swiglu(*self.project(x)))  # silu(gate) * up, one pass on GPU
+        return self.down_proj(swiglu(*self.projections(x)))  # silu(gate) * up, one pass on GPU
 
 
 class Block(nn.Module):

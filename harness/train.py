@@ -369,7 +369,7 @@ def setup(cfg, out, env, resume, data_root, prepare_workers, command) -> Run:
                           "id": tokenizer_hash(tokenizer)},
             "data": {"sources": cfg.describe()["data"]["sources"], "token_shares": {}},
             "world_size": env.world, "global_batch_rows": rows, "tokens_per_step": rows * t["seq_len"],
-            "versions": facts.versions(), "git": facts.git_commit(), "device": facts.device_info(str(env.device)),
+            "versions": facts.versions(), **facts.git_commit(), "device": facts.device_info(str(env.device)),
             "started": facts.now(), "started_at": started}
     eval_samples = _eval_samples(cfg, tokenizer, paths) if env.main and t["eval"] else None
     return Run(cfg, out, env, tokenizer, dataset, model, net, optimizer, fp, start, elapsed_before, info,

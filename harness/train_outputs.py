@@ -137,7 +137,7 @@ def model_card(m: dict) -> str:
         f"{m['final_answer_loss']:.4f}, answer-token accuracy {m['final_answer_acc']:.1%}) |",
         f"| trained on | {device} x {m['world_size']}, {m['wall_time_s'] / 60:.1f} min, "
         f"{m['tokens_per_s']:,.0f} tokens/s |",
-        f"| posbench commit | {m['git']['commit']}{' (dirty)' if m['git']['dirty'] else ''} |",
+        f"| posbench commit | {m.get('git_commit')}{' (dirty)' if m.get('git_dirty') else ''} |",
         "",
         "## Data",
         "",

@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from harness.results import NOT_LENGTH_CONTROLLED, SUMMARY_COLUMNS, RunDir, atomic_write_text, safe_name
+from position_schemes.base import format_layer_ids
 
 REQUIRED_COLUMNS = ("model", "task", "length", "score", "n")
 AVG = "avg"
@@ -511,18 +512,8 @@ def layer_map(layers) -> str:
         return f"all {len(kinds)} layers {kinds[0]}"
     major = counts.most_common(1)[0][0]
     parts = [f"{k}×{c}" for k, c in counts.items()]
-    where = [f"{k} at {_ranges([i for i, x in enumerate(kinds) if x == k])}" for k in counts if k != major]
+    where = [f"{k} at {format_layer_ids(i for i, x in enumerate(kinds) if x == k)}" for k in counts if k != major]
     return f"{len(kinds)} layers: {', '.join(parts)} ({'; '.join(where)})"
-
-
-def _ranges(ids) -> str:
-    runs = []
-    for i in ids:
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
 def _short(d, limit=6) -> str:

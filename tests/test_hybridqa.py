@@ -7,22 +7,11 @@ import shutil
 import pytest
 
 from harness.data import default_data_root
-from tasks import MissingData, TaskError, TaskRegistry, build_samples, score_sample
+from tasks import MissingData, TaskError, build_samples, score_sample
 from tasks.hybridqa.loader import linearise
 
 SHARED = default_data_root()
 HQA = SHARED / "hybridqa"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return TaskRegistry()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from harness.checkpoint import load_tokenizer
-    return load_tokenizer(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from harness.data import default_data_root
-from tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
+from tasks import MissingData, TaskError, aggregate, build_samples, score_sample
 
 SHARED = default_data_root()
 
@@ -47,17 +47,6 @@ E_DATASETS = ["qasper", "multifieldqa_en", "hotpotqa", "2wikimqa", "gov_report",
               "samsum", "passage_count", "passage_retrieval_en", "lcc", "repobench-p"]
 ZH = {"multifieldqa_zh", "dureader", "vcsum", "lsht", "passage_retrieval_zh"}
 LENGTHS = (4096, 8192, 16384)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return TaskRegistry()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from harness.checkpoint import load_tokenizer
-    return load_tokenizer(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 
 
 def record(name, i, context, length, answers=None, suffix=""):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from harness.data import default_data_root
-from tasks import TaskError, TaskRegistry, build_samples, score_sample
+from tasks import TaskError, build_samples, score_sample
 from tasks.nlgraph import graphs, solvers
 from tasks.nlgraph.scoring import official_correct, repo_extract
 from tasks.registry import METRICS, ensure_imported
@@ -16,17 +16,6 @@ from tasks.schema import Sample
 
 SHARED = default_data_root()
 NLGRAPH = SHARED / "nlgraph"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return TaskRegistry()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from harness.checkpoint import load_tokenizer
-    return load_tokenizer(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 
 
 @pytest.fixture(scope="module")

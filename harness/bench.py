@@ -6,6 +6,8 @@ Sections (each recorded even when another fails):
   decode    ms per generated token with the KV cache at each context length, per scheme;
   hf        transformers' own Olmo2ForCausalLM (SDPA attention) on the same weights and shapes, its prefill time,
             our speed-up over it, and the logits' agreement;
+  profile   (--profile) where RePo's extra prefill time goes: per-kernel device time under torch.profiler, RoPE
+            against RePo, largest differences first, and the time the GPU sat idle between kernels;
   kernels   the rotary kernels alone in GB/s against the card's measured copy bandwidth, and attention TFLOP/s per
             SDPA backend (kernels/bench.py).
 Targets (issue 6) are checked against the numbers and written as a table. Timings are medians of CUDA-event-timed
@@ -110,15 +112,15 @@ def warm_up_gpu(seconds=3.0):
 
 
 @torch.inference_mode()
-def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0) -> list:
+def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0, reps=7) -> list:
     rows = []
     vocab = next(iter(models.values())).config.vocab_size
     for n in lengths:
         ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
         calls = {label: (lambda m=model, ids=ids: m(ids, last_only=True)) for label, model in models.items()}
-        medians = timer.interleaved(calls)
+        medians = timer.interleaved(calls, reps=reps)
         for label, ms in medians.items():
-            rows.append({"scheme": label, "length": n, "batch": batch, "prefill_ms": round(ms, 3),
+            rows.append({"scheme": label, "length": n, "batch": batch, "reps": reps, "prefill_ms": round(ms, 3),
                          "tokens_per_s": round(batch * n / ms * 1e3)})
         if device != "cpu":
             torch.cuda.empty_cache()
@@ -128,6 +130,62 @@ def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0) -> list:
             row["vs_rope"] = round(row["prefill_ms"] / same["rope"], 4)
         if "nope" in same:
             row["vs_nope"] = round(row["prefill_ms"] / same["nope"], 4)
+    return rows
+
+
+def _kernel_times(model, ids, reps) -> tuple:
+    """({kernel name: (device ms per forward, launches per forward)}, wall ms per forward) under torch.profiler.
+    On CPU the "kernels" are aten ops and their self times (so a CPU run tests this code, not the GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = ids.device.type == "cuda"
+    for _ in range(2):
+        model(ids, last_only=True)
+    timer = Timer(ids.device)
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        wall = timer.once(lambda: [model(ids, last_only=True) for _ in range(reps)])
+    kernels = {}
+    for evt in prof.key_averages():
+        if cuda:
+            us = getattr(evt, "self_device_time_total", None)
+            us = evt.self_cuda_time_total if us is None else us  # older torch
+        else:
+            us = evt.self_cpu_time_total
+        if us > 0:
+            name = evt.key if len(evt.key) <= 70 else evt.key[:67] + "..."
+            ms, count = kernels.get(name, (0.0, 0))
+            kernels[name] = (ms + us / 1e3 / reps, count + evt.count / reps)
+    return kernels, wall / reps
+
+
+@torch.inference_mode()
+def profile_rows(models: dict, lengths, device, pair=("rope", "repo"), reps=3, top=10, seed=0) -> list:
+    """Per-kernel device time of `pair`'s prefills (batch 1), the largest differences first (then every kernel launched
+    a different number of times), plus totals: the sum of
+    kernel time, the wall time, and the gap between them (the GPU idle between launches). Profiled forwards run
+    slower than timed ones; compare the rows with each other, not with the prefill table."""
+    base, other = pair
+    rows = []
+    vocab = models[base].config.vocab_size
+    for n in lengths:
+        ids = torch.randint(0, vocab, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        (kb, wall_b), (ko, wall_o) = (_kernel_times(models[label], ids, reps) for label in pair)
+        diffs = []
+        for name in set(kb) | set(ko):
+            (tb, cb), (to, co) = kb.get(name, (0.0, 0)), ko.get(name, (0.0, 0))
+            diffs.append({"length": n, "kernel": name, f"{base}_ms": round(tb, 4), f"{other}_ms": round(to, 4),
+                          "delta_ms": round(to - tb, 4), f"{base}_launches": round(cb, 1),
+                          f"{other}_launches": round(co, 1)})
+        diffs.sort(key=lambda r: -abs(r["delta_ms"]))
+        busy_b, busy_o = sum(t for t, _ in kb.values()), sum(t for t, _ in ko.values())
+        for kernel, tb, to in (("(all kernels)", busy_b, busy_o), ("(wall, profiled)", wall_b, wall_o),
+                               ("(idle = wall - kernels)", wall_b - busy_b, wall_o - busy_o)):
+            rows.append({"length": n, "kernel": kernel, f"{base}_ms": round(tb, 3), f"{other}_ms": round(to, 3),
+                         "delta_ms": round(to - tb, 3)})
+        # the largest time differences, and every kernel that one scheme launches more often (its extra work)
+        rows += diffs[:top] + [d for d in diffs[top:] if d[f"{base}_launches"] != d[f"{other}_launches"]]
+        if device != "cpu":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -223,7 +281,8 @@ def to_markdown(result: dict) -> str:
              f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up, schemes timed "
              "round-robin.\n"]
     for key, title in [("targets", "Targets"), ("prefill", "Prefill per scheme"), ("decode", "Decode per scheme"),
-                       ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)")]:
+                       ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)"),
+                       ("profile", "Profile: RoPE against RePo prefill, per kernel (device ms per forward)")]:
         if result.get(key):
             lines += [f"## {title}\n", table(result[key]), ""]
     kernels = result.get("kernels") or {}
@@ -238,7 +297,7 @@ def to_markdown(result: dict) -> str:
 
 
 def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), device="cuda", shape="1b",
-              with_hf=True, with_kernels=True, echo=print) -> dict:
+              with_hf=True, with_kernels=True, with_profile=False, reps=7, echo=print) -> dict:
     from harness import manifest as manifest_info
     from harness.results import atomic_write_json, atomic_write_text
 
@@ -253,11 +312,13 @@ def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), devi
     models = build_models(hf_config, {k: SCHEMES[k] for k in schemes}, device, dtype)
     if device == "cuda":
         warm_up_gpu()
-    sections = [("prefill", lambda: prefill_rows(models, lengths, device, timer)),
+    sections = [("prefill", lambda: prefill_rows(models, lengths, device, timer, reps=reps)),
                 ("decode", lambda: decode_rows(models, lengths, device, timer))]
     if with_hf:
         base = models.get("rope") or next(iter(models.values()))
         sections.append(("hf", lambda: hf_rows(base, hf_config, lengths, device, dtype, timer)))
+    if with_profile and {"rope", "repo"} <= set(models):
+        sections.append(("profile", lambda: profile_rows(models, lengths, device)))
     if with_kernels and device == "cuda":
         sections.append(("kernels", lambda: kernel_rows(lengths)))
     for name, fn in sections:

@@ -48,6 +48,8 @@ def truncate_csv(path: Path, columns: list, last_step: int):
 
 
 def append_csv(path: Path, columns: list, row: dict):
+    # Six significant digits: enough for any curve, and it keeps a shipped model's per-step log small.
+    row = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
     with open(path, "a", newline="") as f:
         csv.DictWriter(f, columns).writerow(row)
 

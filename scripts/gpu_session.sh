@@ -3,6 +3,8 @@
 #   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench (~5 min on an H200)
 #   bash scripts/gpu_session.sh verify   # the same without kernels.gpu_check (~3 min)
 #   bash scripts/gpu_session.sh sweep    # RULER throughput sweep on a random 1B model + transformers baseline (~4 min)
+#   bash scripts/gpu_session.sh reference  # configs/reference_ruler.yaml: the reference models' RULER result (~5 min)
+#   bash scripts/gpu_session.sh profile  # eval.py bench with 15 repetitions and the RoPE-vs-RePo kernel profile
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
 set -uo pipefail
@@ -52,6 +54,17 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     cp "$WORK/sweep/hf_baseline.md" "$WORK/sweep/summary.csv" "$OUT/" 2>/dev/null
     python3 -c "import json,sys; m=json.load(open(sys.argv[1])); [print(k, v) for k, v in m['cells'].items()]" \
       "$WORK/sweep/manifest.json" > "$OUT/sweep_cells.txt" 2>&1
+    ;;
+  reference)
+    export POSBENCH_DATA=.device_data
+    step reference_sweep 420 python3 eval.py sweep configs/reference_ruler.yaml --out "$WORK/reference_ruler" \
+      --device cuda --no-progress
+    step report 60 python3 eval.py report "$WORK/reference_ruler" --baseline rope
+    cp "$WORK/reference_ruler/summary.csv" "$WORK/reference_ruler/report.md" "$OUT/" 2>/dev/null
+    ;;
+  profile)
+    step bench 420 python3 eval.py bench --out "$WORK/bench" --profile --reps 15
+    cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ and the model core against transformers' own model, on an OLMo-2-1B-shaped model
 EPILOG = """\
 examples:
   python eval.py bench --out results/bench                 # on a GPU: the full set at 4K, 8K and 16K
+  python eval.py bench --out results/bench --profile --reps 15   # plus a per-kernel profile of RoPE vs RePo
   python eval.py bench --out /tmp/b --device cpu --shape tiny --lengths 256   # a CPU smoke run of the code paths
 
 Writes OUT/bench.md and OUT/bench.json, including a table of issue 6's targets with the measured values.
@@ -22,6 +23,9 @@ def register(sub):
     p.add_argument("--shape", choices=["1b", "tiny"], default="1b", help="OLMo-2-1B shape, or a tiny one for CPU")
     p.add_argument("--no-hf", action="store_true", help="skip the comparison with transformers' model")
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel microbenchmarks")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile RoPE and RePo prefills per kernel (where RePo's extra time goes)")
+    p.add_argument("--reps", type=int, default=7, help="timed prefill repetitions per scheme and length (median)")
     p.set_defaults(func=run)
 
 
@@ -40,7 +44,8 @@ def run(args):
     if unknown:
         raise UserError(f"--schemes: unknown {unknown[0]!r}; choose from {', '.join(SCHEMES)}")
     result = run_bench(args.out, lengths=parse_lengths(args.lengths), schemes=schemes, device=args.device,
-                       shape=args.shape, with_hf=not args.no_hf, with_kernels=not args.no_kernels)
+                       shape=args.shape, with_hf=not args.no_hf, with_kernels=not args.no_kernels,
+                       with_profile=args.profile, reps=args.reps)
     for t in result["targets"]:
         print(f"{'ok  ' if t['holds'] else 'MISS'} {t['target']}: {t['value']}")
     print(f"bench: {args.out}/bench.md")

@@ -207,26 +207,33 @@ class PackedLinears:
     step updates parameters without bumping their version counters, so a version key alone kept stale q/k/v
     weights through a whole training run's evaluations."""
 
-    def __init__(self, *linears: nn.Linear):
+    def __init__(self, *linears: nn.Linear, split_at: int | None = None):
         self.linears = linears
-        self.sizes = [lin.out_features for lin in linears]
+        self.split_at = split_at  # pack linears[:split_at] and linears[split_at:] as two products (None: one)
         self.clear()
 
     def clear(self):
-        self._key, self._weight, self._bias = None, None, None
+        self._key, self._packs = None, []
+
+    def _pack(self, linears) -> tuple:
+        weight = torch.cat([lin.weight for lin in linears])
+        sizes = [lin.out_features for lin in linears]
+        biases = [lin.bias for lin in linears]
+        bias = None if all(b is None for b in biases) else torch.cat(
+            [b if b is not None else torch.zeros(n, dtype=weight.dtype, device=weight.device)
+             for b, n in zip(biases, sizes)])
+        return weight, bias, sizes
 
     def __call__(self, x: torch.Tensor, packed: bool) -> tuple:
         if not packed or torch.is_grad_enabled():
             return tuple(lin(x) for lin in self.linears)
-        key = tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in self.linears)
+        key = (self.split_at, *((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype)
+                                for lin in self.linears))
         if key != self._key:
-            self._weight = torch.cat([lin.weight for lin in self.linears])
-            biases = [lin.bias for lin in self.linears]
-            self._bias = None if all(b is None for b in biases) else torch.cat(
-                [b if b is not None else torch.zeros(n, dtype=self._weight.dtype, device=self._weight.device)
-                 for b, n in zip(biases, self.sizes)])
+            bounds = [0, len(self.linears)] if not self.split_at else [0, self.split_at, len(self.linears)]
+            self._packs = [self._pack(self.linears[a:b]) for a, b in zip(bounds, bounds[1:])]
             self._key = key
-        return F.linear(x, self._weight, self._bias).split(self.sizes, dim=-1)
+        return tuple(out for weight, bias, sizes in self._packs for out in F.linear(x, weight, bias).split(sizes, -1))
 
 
 class PackedModule(nn.Module):

@@ -63,7 +63,8 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     cp "$WORK/reference_ruler/summary.csv" "$WORK/reference_ruler/report.md" "$OUT/" 2>/dev/null
     ;;
   profile)
-    step bench 420 python3 eval.py bench --out "$WORK/bench" --profile --reps 15
+    step bench 420 python3 eval.py bench --out "$WORK/bench" --profile --reps 15 \
+      --schemes rope,nope,hybrid,repo,repo_split
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;

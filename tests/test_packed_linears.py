@@ -45,3 +45,19 @@ def test_evaluation_during_training_sees_fused_optimizer_updates():
         optimizer.step()
         optimizer.zero_grad()
     assert model.layers[0].self_attn.q_proj.weight._version == version   # why the version key alone was not enough
+
+
+def test_split_packing_gives_the_same_outputs():
+    """split_at packs the members as two products (RePo's maps apart from q/k/v): same values, same order."""
+    torch.manual_seed(1)
+    layers = [nn.Linear(16, 8, bias=False), nn.Linear(16, 8, bias=False), nn.Linear(16, 2, bias=False)]
+    packed = PackedLinears(*layers)
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        one = packed(x, packed=True)
+        packed.split_at = 2
+        two = packed(x, packed=True)
+        assert len(packed._packs) == 2 and [t.shape[-1] for t in two] == [8, 8, 2]
+        for a, b, layer in zip(one, two, layers):
+            torch.testing.assert_close(b, layer(x), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -419,14 +419,18 @@ class Table:
 
 def needle_depths(record) -> list:
     """The needle depths (percent of the context) of one sample record; [] when it is not a needle sample.
-    The one place that knows the metadata field names."""
+    The one place that knows the metadata field names: RULER's needle tasks write `needles` (one dict per needle,
+    with its key and depth) and `queries`; only the needles asked about count (multikey's distractors do not).
+    A bare `depth` or `depths` (a user's own generator) is read too."""
     meta = record.get("metadata") or {}
     if isinstance(meta.get("depth"), (int, float)):
         return [float(meta["depth"])]
     depths = meta.get("depths")
     if isinstance(depths, (list, tuple)):
         return [float(d) for d in depths if isinstance(d, (int, float))]
-    return []
+    needles = [n for n in meta.get("needles") or [] if isinstance(n, dict) and isinstance(n.get("depth"), (int, float))]
+    queried = set(meta.get("queries") or [])
+    return [float(n["depth"]) for n in needles if not queried or n.get("key") in queried]
 
 
 def depth_bins(depths) -> list:

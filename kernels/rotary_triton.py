@@ -40,17 +40,20 @@ class RotaryConfig:
     tile: elements of one half-head tile a program holds per load (tokens x heads x R/2, padded to powers of two);
           it sets how many tokens a program covers. num_warps: warps per program.
     """
-    tile: int = 2048
+    tile: int = 1024
     num_warps: int = 4
 
 
-# Alternatives the benchmark sweeps (kernels.bench.rotary_config_sweep); the defaults are untuned choices. The fused
-# backward keeps x, the output gradient, weights and weight-gradient accumulators live at once: at 4 warps and 2
-# tokens it needs > 255 registers per thread and spills (kernels.compile_report), so it runs 1 token on 8 warps.
-DEFAULT_CONFIG = RotaryConfig(2048, 4)
+# The forward default is the H200 sweep's winner (kernels.gpu_check's rotary_config_sweep, 2026-11-27, 16K tokens,
+# 16 heads x 128): one token of 16 heads per program on 4 warps. Against the earlier 2048-element tile it took the fused
+# qk-norm + rotary from 99 to 77 us (its 139 registers per thread had left 3 programs per SM; ncu: 18.75% occupancy,
+# DRAM 52% busy) and learned-position rotary from 74 to 67 us; integer rotary stayed at 69 us. The fused backward keeps
+# x, the output gradient, weights and weight-gradient accumulators live at once: at 4 warps and 2 tokens it needs
+# > 255 registers per thread and spills (kernels.compile_report), so it runs 1 token on 8 warps.
+DEFAULT_CONFIG = RotaryConfig(1024, 4)
 NORM_BACKWARD_CONFIG = RotaryConfig(1024, 8)
-SWEEP_CONFIGS = (RotaryConfig(1024, 4), RotaryConfig(2048, 4), RotaryConfig(2048, 8), RotaryConfig(4096, 4),
-                 RotaryConfig(4096, 8))
+SWEEP_CONFIGS = (RotaryConfig(1024, 2), RotaryConfig(1024, 4), RotaryConfig(1024, 8), RotaryConfig(2048, 4),
+                 RotaryConfig(2048, 8), RotaryConfig(4096, 8))
 
 
 def _pow2(n: int) -> int:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What posbench runs on a lent GPU, in stages that each fit one device call (the device tool's $OUT collects files).
-#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench (~5 min on an H200)
+#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench --profile (~6 min)
 #   bash scripts/gpu_session.sh verify   # the same without kernels.gpu_check (~3 min)
 #   bash scripts/gpu_session.sh sweep    # RULER throughput sweep on a random 1B model + transformers baseline (~4 min)
 #   bash scripts/gpu_session.sh reference  # configs/reference_ruler.yaml: the reference models' RULER result (~5 min)
 #   bash scripts/gpu_session.sh profile  # eval.py bench with 15 repetitions and the RoPE-vs-RePo kernel profile
+#   bash scripts/gpu_session.sh ncu      # Nsight Compute on the rotary kernels at 16K (scripts/ncu_rotary.py)
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
 set -uo pipefail
@@ -37,12 +38,13 @@ cat "$WORK/gpu.txt"
 
 case "$STAGE" in
   checks|verify)   # verify: the same without kernels.gpu_check
-    step pytest_gpu 170 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
+    step pytest_gpu 150 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
       tests/test_kernels_fused.py tests/test_model_parity.py tests/test_repo.py tests/test_engine.py \
       tests/test_packed_linears.py -q -p no:cacheprovider
     [ "$STAGE" = checks ] && step gpu_check 150 python3 -m kernels.gpu_check --out "$WORK/kernels" --quick
-    step bench 280 python3 eval.py bench --out "$WORK/bench"
+    step bench 240 python3 eval.py bench --out "$WORK/bench" --profile --reps 15
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
+    cp "$WORK/kernels/gpu_check.md" "$OUT/gpu_check.md" 2>/dev/null
     ;;
   sweep)
     step random_1b 90 python3 -c "from harness.bench import save_random_checkpoint as s; \
@@ -66,6 +68,16 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     step bench 420 python3 eval.py bench --out "$WORK/bench" --profile --reps 15 \
       --schemes rope,nope,hybrid,repo,repo_split
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
+    ;;
+  ncu)
+    NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+    for k in plain fused fused_bwd; do
+      case $k in plain) re=_rotary_qk_kernel ;; fused) re=_qk_norm_rotary_fwd ;; fused_bwd) re=_qk_norm_rotary_bwd ;; esac
+      step "ncu_$k" 150 "$NCU" --clock-control none --kernel-name "regex:$re" --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section SchedulerStats --section MemoryWorkloadAnalysis python3 scripts/ncu_rotary.py $k
+      cp "$WORK/ncu_$k.log" "$OUT/" 2>/dev/null
+    done
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac

@@ -309,6 +309,24 @@ def test_needle_depth_accessor_and_bins():
     assert needle_depths({"metadata": {"depth": 25}}) == [25.0]
     assert needle_depths({"metadata": {"depths": [10, 90.5]}}) == [10.0, 90.5]
     assert needle_depths({"metadata": {}}) == [] and needle_depths({}) == []
+    # RULER's own shape: only the needle asked about counts, not multikey's distractors
+    meta = {"needles": [{"key": "a", "depth": 12}, {"key": "b", "depth": 70}], "queries": ["b"]}
+    assert needle_depths({"metadata": meta}) == [70.0]
+
+
+def test_needle_depths_of_real_ruler_samples(registry, tokenizer):
+    """The heatmap reads what the RULER generators write: every niah sample yields its queried needles' depths,
+    and a noise-haystack vt sample none."""
+    from harness.data import default_data_root
+    from tasks import build_samples
+
+    paths = {"data": str(default_data_root())}
+    for task, expected in (("niah_single_2", 1), ("niah_multikey_1", 1), ("niah_multivalue", 4)):
+        sample = build_samples(registry.get(task), tokenizer, length=1024, num_samples=1, data_paths=paths)[0]
+        depths = needle_depths({"metadata": sample.metadata})
+        assert len(depths) == expected and all(0 <= d <= 100 for d in depths), (task, depths)
+    vt = build_samples(registry.get("vt"), tokenizer, length=1024, num_samples=1, data_paths=paths)[0]
+    assert needle_depths({"metadata": vt.metadata}) == []
     assert [b[2] for b in depth_bins([0, 50, 100, 50])] == ["0%", "50%", "100%"]
     many = depth_bins([float(d) for d in range(0, 101, 3)])
     assert len(many) == 10 and many[0][2] == "0–10%" and many[-1][2] == "90–100%"

@@ -38,6 +38,7 @@ cat "$WORK/gpu.txt"
 
 case "$STAGE" in
   checks|verify)   # verify: the same without kernels.gpu_check
+    export POSBENCH_DATA=.device_data   # the engine tests read the OLMo-2 tokenizer from there
     step pytest_gpu 150 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
       tests/test_kernels_fused.py tests/test_model_parity.py tests/test_repo.py tests/test_engine.py \
       tests/test_packed_linears.py -q -p no:cacheprovider

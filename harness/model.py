@@ -197,9 +197,9 @@ class RMSNorm(nn.Module):
 
 
 class PackedLinears:
-    """Several Linear layers that read the same input, run as ONE matrix product in eval mode (q/k/v; RePo's
-    gate/content maps; an MLP's gate/up): a wider GEMM runs nearer the card's peak than several narrow ones.
-    split_at makes two products of one member list (RePo: q/k/v, then its maps; see Attention for why).
+    """Several Linear layers that read the same input, run as ONE matrix product in eval mode (q/k/v plus RePo's
+    gate/content maps; an MLP's gate/up): a wider GEMM runs nearer the card's peak than several narrow ones, and
+    RePo's maps ride inside the q/k/v product instead of paying their own skinny GEMMs.
 
     The packed weight is a copy, so it must never outlive the weights it was made from. It is built only in eval mode
     without gradients, dropped whenever the owning module switches train/eval mode (see clear()), and rebuilt when a
@@ -264,10 +264,7 @@ class Attention(PackedModule):
         # One position per KV head: a GQA group shares its key head's position (see position_schemes/repo.py).
         self.repo = RepoPositions(d, config.num_kv_heads, repo_init_std) if kind == "repo" else None
         maps = (self.repo.gate_map, self.repo.content_map) if self.repo is not None else ()
-        # RePo's maps run as their own product, not inside q/k/v's: packed there (6656 columns for OLMo-2-1B) v became
-        # a view with a wider row stride and cuDNN attention ran 1-2% slower on it, and the wider product got a slower
-        # GEMM tile (eval.py bench --profile on an H200; docs/measurements/h200-2026-11-27/README.md).
-        self.project = PackedLinears(self.q_proj, self.k_proj, self.v_proj, *maps, split_at=3 if maps else None)
+        self.project = PackedLinears(self.q_proj, self.k_proj, self.v_proj, *maps)
 
     def forward(self, x: torch.Tensor, step: Step, layer: int):
         """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, H_kv] fp32 or None)."""

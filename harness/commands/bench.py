@@ -19,7 +19,7 @@ def register(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="where bench.md and bench.json go")
     p.add_argument("--lengths", default="4k,8k,16k", help="sequence lengths (default 4k,8k,16k)")
     p.add_argument("--schemes", default="rope,nope,hybrid,repo",
-                   help="subset of rope,nope,hybrid,repo,repo_packed (RePo's maps packed into q/k/v)")
+                   help="subset of rope,nope,hybrid,repo,repo_split (RePo with its maps as their own matrix product)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--shape", choices=["1b", "tiny"], default="1b", help="OLMo-2-1B shape, or a tiny one for CPU")
     p.add_argument("--no-hf", action="store_true", help="skip the comparison with transformers' model")

@@ -9,8 +9,8 @@ Every argument is lm-eval's (`lm_eval --help`), plus posbench's `--data NAME=PAT
 when no --include_path is given. HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 are set unless already set.
 
 Why a wrapper: lm-eval 0.4.13 resolves `--model` before it imports any task file and has no plugin entry point, so
-the `posbench` model must be registered by importing harness.lm_eval_model first; plain `lm_eval --model posbench`
-cannot see it.
+the `posbench` model must be registered by importing harness.lm_eval_model first. Plain `lm_eval --model posbench`
+works too once harness.lm_eval_hook is installed (scripts/setup.sh does it); this wrapper needs no hook.
 """
 import os
 import sys

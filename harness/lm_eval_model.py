@@ -4,9 +4,10 @@
         --batch_size 8 --tasks posbench_arc_easy --include_path tasks/general
 
 Importing this module registers the name "posbench" (lm-eval 0.4.13 has no plugin entry point for models, and it
-builds the model before it imports task files, so `harness.lm_eval_cli` imports this module and then hands its
-arguments to lm-eval's own CLI). From Python: `import harness.lm_eval_model` before `lm_eval.simple_evaluate(
-model="posbench", ...)`, or pass a `PosbenchLM` instance.
+builds the model before it imports task files: `harness.lm_eval_cli` imports this module and then hands its
+arguments to lm-eval's own CLI, and the start-up hook of `harness.lm_eval_hook` imports it in `lm_eval` runs).
+From Python: `import harness.lm_eval_model` before `lm_eval.simple_evaluate(model="posbench", ...)`, or pass a
+`PosbenchLM` instance.
 
 `max_length` is required: posbench never guesses the evaluation length from the checkpoint (lm-eval's HF model
 silently truncates to `max_position_embeddings` or 2048 otherwise). Over-long inputs are cut on the left, as lm-eval

@@ -224,6 +224,48 @@ def test_lm_eval_cli_wrapper_end_to_end(core_model, tmp_path):
 
 
 @pytest.mark.slow
+def test_plain_lm_eval_command_knows_posbench(core_model, tmp_path):
+    """`lm_eval --model posbench ...` as typed, through the start-up hook scripts/setup.sh installs (run from another
+    directory, with no PYTHONPATH: nothing but the hook can make posbench visible)."""
+    from harness import lm_eval_hook
+    lm_eval = Path(sys.executable).parent / "lm_eval"
+    if not lm_eval.exists() or not lm_eval_hook.pth_path().exists():
+        pytest.skip("the lm_eval hook is installed by scripts/setup.sh (python -m harness.lm_eval_hook install)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cmd = [str(lm_eval), "--model", "posbench", "--model_args", f"pretrained={core_model},scheme=repo,max_length=512",
+           "--tasks", "posbench_arc_easy", "--limit", "3", "--batch_size", "3", "--device", "cpu",
+           "--output_path", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
+    assert results["n-samples"]["posbench_arc_easy"]["effective"] == 3
+    assert results["config"]["model"] == "posbench"
+
+
+def test_lm_eval_hook_fires_only_for_lm_eval_naming_posbench(tmp_path):
+    """The .pth line is a no-op for every other program: it must not put posbench's names on anyone's path."""
+    from harness import lm_eval_hook
+    line = lm_eval_hook.pth_line(tmp_path / "nowhere")
+    assert line.startswith("import ")   # site.py runs only lines that start with `import`
+    calls = []
+
+    def run(argv, orig):
+        fake_sys = type("S", (), {"argv": argv, "orig_argv": orig, "path": calls})
+        body = line.replace("import sys; ", "", 1)
+        try:
+            exec(body, {"sys": fake_sys, "__import__": lambda name: (_ for _ in ()).throw(ImportError(name))})
+        except ImportError as e:
+            return str(e)
+        return None
+
+    assert run(["/venv/bin/lm_eval", "--model", "posbench"], []) == "harness.lm_eval_hook"
+    assert run(["-m", "--model=posbench"], ["python", "-m", "lm_eval", "--model=posbench"]) == "harness.lm_eval_hook"
+    assert run(["/venv/bin/lm_eval", "--model", "hf"], []) is None
+    assert run(["eval.py", "--model", "posbench"], ["python", "eval.py"]) is None
+    assert run(["-m", "--model", "posbench"], ["python", "-m", "harness.lm_eval_cli", "--model"]) is None
+
+
+@pytest.mark.slow
 def test_include_path_keeps_lm_evals_own_tasks():
     """posbench's schema YAMLs in tasks/general are named general_*, so `--include_path tasks/general` adds the
     posbench_* lm-eval tasks without shadowing lm-eval's arc_easy, boolq or mmlu."""

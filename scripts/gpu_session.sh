@@ -22,6 +22,11 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
+# A gzipped tokenizer travels smaller (the device tool's 64 MiB limit): .device_gz/ holds it when .device_data lacks it.
+if [ -f .device_gz/olmo2_dolma2_tokenizer.json.gz ] && [ ! -f .device_data/tokenizers/olmo2_dolma2_tokenizer.json ]; then
+  mkdir -p .device_data/tokenizers
+  gunzip -c .device_gz/olmo2_dolma2_tokenizer.json.gz > .device_data/tokenizers/olmo2_dolma2_tokenizer.json
+fi
 step() {  # step NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name (limit ${limit}s) $(date +%T)"

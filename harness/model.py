@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.attention import attention, build_mask
-from kernels.fused import add_rms_norm, add_then_rms_norm, rms_norm, swiglu
+from kernels.fused import add_rms_norm, add_then_rms_norm, repo_positions, rms_norm, swiglu
 from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk
 from position_schemes import RepoPositions, RotaryConfig, Scheme
 
@@ -272,7 +272,8 @@ class Attention(PackedModule):
         q, k, v, *maps = self.projections(x)
         positions = None  # nope: no rotation
         if self.kind == "repo":
-            positions = self.repo.from_maps(*maps, swiglu=swiglu)
+            # RepoPositions.from_maps's formula; on GPU at inference SwiGLU, final map and fp32 cast are one kernel
+            positions = repo_positions(*maps, self.repo.final_map.weight)
         elif self.kind == "rope":
             positions = step.position_ids
         if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU

@@ -5,6 +5,7 @@ calls. On CUDA tensors each is one Triton pass (kernels/fused_triton.py), forwar
     add_rms_norm(residual, x, weight, eps, cast_before_weight)   -> residual + norm(x)       (post-norm: OLMo-2)
     add_then_rms_norm(residual, x, weight, eps, cast_before_w.)  -> (h, norm(h)), h = residual + x   (pre-norm)
     swiglu(gate, up)                                             -> silu(gate) * up
+    repo_positions(gate, content, weight)                        -> fp32(linear(silu(gate) * content, weight))
 
 norm(x) = weight * (x * rsqrt(mean(x^2, last dim) + eps)), statistics in fp32. cast_before_weight (Llama) rounds the
 normalised value to x's dtype before the weight, whose product is then in promote(weight, x); otherwise (OLMo-2) the
@@ -40,6 +41,12 @@ def add_then_rms_norm_reference(residual: torch.Tensor, x: torch.Tensor, weight:
 
 def swiglu_reference(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
+
+
+def repo_positions_reference(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """RePo's positions from its gate/content maps' outputs: final_map(silu(gate) * content) in the model dtype, then
+    fp32 (position_schemes/repo.py's RepoPositions.from_maps, the authors' formula)."""
+    return F.linear(swiglu_reference(gate, content), weight).float()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -152,3 +159,15 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor, *, backend: str = "auto", confi
     if _needs_grad(gate, up):
         return _triton.SwiGLU.apply(gate, up, config)
     return _triton.swiglu_forward(gate, up, config=config)
+
+
+def repo_positions(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor, *,
+                   backend: str = "auto") -> torch.Tensor:
+    """fp32 positions [..., P] = float(linear(silu(gate) * content, weight)): RePo's SwiGLU, final map and cast in one
+    Triton pass on CUDA at inference (three kernels and two intermediates otherwise). With gradients it is SwiGLU
+    (fused, differentiable) followed by the linear map."""
+    if _needs_grad(gate, content, weight):
+        return F.linear(swiglu(gate, content, backend=backend), weight).float()
+    if not _use_triton(backend, (gate, content)) or weight.device != gate.device or weight.dtype not in _triton.DTYPES:
+        return repo_positions_reference(gate, content, weight)
+    return _triton.repo_positions_forward(gate, content, weight)

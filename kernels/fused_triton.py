@@ -460,3 +460,59 @@ class SwiGLU(torch.autograd.Function):
         gate, up = ctx.saved_tensors
         dgate, dup = swiglu_backward(grad, gate, up, config=ctx.config)
         return dgate, dup, None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# RePo's positions from its maps: final_map(silu(gate) * content), cast to fp32, in one pass (inference only)
+
+
+@triton.jit
+def _repo_positions_kernel(g_ptr, c_ptr, w_ptr, o_ptr, M, P, g_sm, c_sm, w_sp, K: tl.constexpr,
+                           ACT_DTYPE: tl.constexpr, OUT_DTYPE: tl.constexpr, IEEE: tl.constexpr,
+                           BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr):
+    """out[m, p] = sum_k act[m, k] * w[p, k] with act = silu(gate) * content, repeating the eager path's roundings:
+    silu and act rounded to ACT_DTYPE (what F.silu and the product return), the dot accumulated in fp32 and rounded
+    to OUT_DTYPE (final_map's output dtype), stored as fp32. The dot runs on the tensor cores (16-wide tiles)."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < M
+    rows64 = rows.to(tl.int64)[:, None]
+    heads = tl.arange(0, BLOCK_P)
+    acc = tl.zeros([BLOCK_M, BLOCK_P], dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        mask = row_ok[:, None] & (ks < K)[None, :]
+        gate = tl.load(g_ptr + rows64 * g_sm + ks[None, :], mask=mask, other=0.0).to(tl.float32)
+        content = tl.load(c_ptr + rows64 * c_sm + ks[None, :], mask=mask, other=0.0).to(tl.float32)
+        silu = _round(gate / (1.0 + tl.exp(-gate)), ACT_DTYPE)
+        act = _cast(silu * content, ACT_DTYPE)
+        w = tl.load(w_ptr + heads[None, :] * w_sp + ks[:, None], mask=(heads < P)[None, :] & (ks < K)[:, None],
+                    other=0.0).to(ACT_DTYPE)                                   # [BLOCK_K, BLOCK_P] = w^T
+        if IEEE or _ROUND_BF16_BY_BITS:  # fp32 inputs; or the interpreter, whose dot mishandles bf16 (bf16 values
+            acc += tl.dot(act.to(tl.float32), w.to(tl.float32), input_precision="ieee")  # are exact in fp32)
+        else:
+            acc += tl.dot(act, w)
+    out = _round(acc, OUT_DTYPE)
+    tl.store(o_ptr + rows64 * P + heads[None, :], out, mask=row_ok[:, None] & (heads < P)[None, :])
+
+
+def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """fp32 [..., P] = float(linear(silu(gate) * content, weight)) for gate, content [..., K] (any row strides, e.g.
+    slices of a packed projection) and weight [P, K]; no autograd."""
+    g2, c2 = _pair(gate, content)
+    M, K = g2.shape
+    P = weight.shape[0]
+    if weight.dim() != 2 or weight.shape[1] != K:
+        raise ValueError(f"weight {tuple(weight.shape)} does not map {K} values to positions")
+    act_dtype = torch.promote_types(gate.dtype, content.dtype)
+    out_dtype = torch.promote_types(act_dtype, weight.dtype)
+    out = torch.empty((M, P), device=gate.device, dtype=torch.float32)
+    if M > 0 and P > 0:
+        w = weight if weight.stride(-1) == 1 else weight.contiguous()
+        block_k = max(16, min(_pow2(K), 64))
+        block_p = max(16, _pow2(P))
+        block_m = 32
+        _repo_positions_kernel[(triton.cdiv(M, block_m),)](
+            g2, c2, w, out, M, P, _row_stride(g2), _row_stride(c2), w.stride(0), K=K,
+            ACT_DTYPE=_TL_DTYPES[act_dtype], OUT_DTYPE=_TL_DTYPES[out_dtype], IEEE=act_dtype == torch.float32,
+            BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_P=block_p, num_warps=4)
+    return out.view(*gate.shape[:-1], P)

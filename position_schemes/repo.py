@@ -37,12 +37,12 @@ class RepoPositions(nn.Module):
         """h [B, N, d] in the model dtype -> positions [B, N, P] fp32."""
         return self.from_maps(self.gate_map(h), self.content_map(h))
 
-    def from_maps(self, gate: torch.Tensor, content: torch.Tensor, swiglu=None) -> torch.Tensor:
+    def from_maps(self, gate: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """Positions from gate_map(h) and content_map(h) already computed (e.g. packed into one larger matrix
-        product by the caller); `swiglu(gate, content)` may be a fused kernel for SiLU(gate) * content.
+        product by the caller). The model core runs the same formula through kernels.fused.repo_positions.
 
         The linears run in the model dtype like the authors' training; only the result is upcast, since angles
         (position * inv_freq) must be formed in fp32.
         """
-        act = swiglu(gate, content) if swiglu is not None else nn.functional.silu(gate) * content
+        act = nn.functional.silu(gate) * content
         return self.final_map(act).float()

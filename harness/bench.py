@@ -165,18 +165,30 @@ def _kernel_times(model, ids, reps) -> tuple:
     return kernels, wall / reps
 
 
+def _mean_times(runs) -> tuple:
+    """The mean of several _kernel_times results (a kernel missing from one run counts 0 there)."""
+    names = {name for kernels, _ in runs for name in kernels}
+    mean = {name: (sum(k.get(name, (0.0, 0))[0] for k, _ in runs) / len(runs),
+                   sum(k.get(name, (0.0, 0))[1] for k, _ in runs) / len(runs)) for name in names}
+    return mean, sum(wall for _, wall in runs) / len(runs)
+
+
 @torch.inference_mode()
 def profile_rows(models: dict, lengths, device, pair=("rope", "repo"), reps=3, top=10, seed=0) -> list:
-    """Per-kernel device time of `pair`'s prefills (batch 1), the largest differences first (then every kernel launched
-    a different number of times), plus totals: the sum of
-    kernel time, the wall time, and the gap between them (the GPU idle between launches). Profiled forwards run
-    slower than timed ones; compare the rows with each other, not with the prefill table."""
+    """Per-kernel device time of `pair`'s prefills (batch 1, profiled in the order A, B, B, A and averaged): the
+    largest differences first, then every kernel launched a different number of times, plus totals (the sum of kernel
+    time, the wall time, and the gap between them: the GPU idle between launches). Profiled forwards run slower than
+    timed ones; compare the rows with each other, not with the prefill table."""
     base, other = pair
     rows = []
     vocab = models[base].config.vocab_size
     for n in lengths:
         ids = torch.randint(0, vocab, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
-        (kb, wall_b), (ko, wall_o) = (_kernel_times(models[label], ids, reps) for label in pair)
+        # A, B, B, A: the GPU warms up over a profile and its clocks drift; this order cancels a linear drift
+        runs = {label: [] for label in pair}
+        for label in (base, other, other, base):
+            runs[label].append(_kernel_times(models[label], ids, reps))
+        (kb, wall_b), (ko, wall_o) = (_mean_times(runs[label]) for label in pair)
         diffs = []
         for name in set(kb) | set(ko):
             (tb, cb), (to, co) = kb.get(name, (0.0, 0)), ko.get(name, (0.0, 0))

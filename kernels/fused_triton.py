@@ -508,9 +508,11 @@ def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: to
     out = torch.empty((M, P), device=gate.device, dtype=torch.float32)
     if M > 0 and P > 0:
         w = weight if weight.stride(-1) == 1 else weight.contiguous()
-        block_k = max(16, min(_pow2(K), 64))
+        # All of a row's K values in one step and 16 rows per program: many small programs keep enough loads in
+        # flight (32 rows x 64 values per step ran at ~1.2 TB/s on an H200, 14 us at 16K tokens).
+        block_k = max(16, min(_pow2(K), 256))
         block_p = max(16, _pow2(P))
-        block_m = 32
+        block_m = 16
         _repo_positions_kernel[(triton.cdiv(M, block_m),)](
             g2, c2, w, out, M, P, _row_stride(g2), _row_stride(c2), w.stride(0), K=K,
             ACT_DTYPE=_TL_DTYPES[act_dtype], OUT_DTYPE=_TL_DTYPES[out_dtype], IEEE=act_dtype == torch.float32,

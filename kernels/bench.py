@@ -374,6 +374,39 @@ def fused_config_sweep(seq_len: int = 16384, configs=None, **kwargs) -> list[dic
 ATTENTION_BACKENDS = ("auto", "default", "cudnn", "flash", "efficient")
 
 
+def repo_positions_sweep(seq_len: int = 16384, hidden: int = 2048, heads: int = 16, qkv_width: int = 6144,
+                         dtype=torch.bfloat16, shapes=None) -> list[dict]:
+    """RePo's fused position kernel (SwiGLU + final map + fp32 cast) per launch shape, against the three kernels it
+    replaces, on gate/content slices of a packed q/k/v+maps projection (OLMo-2-1B: 16K x 6656). GB/s on the minimum
+    bytes (gate and content read once, positions written)."""
+    require_cuda()
+    from . import fused
+    from . import fused_triton as ft
+    K = hidden // 8
+    weight = torch.randn(heads, K, device=DEVICE, dtype=dtype) * 0.05
+
+    def make_set():
+        packed = torch.randn(seq_len, qkv_width + 2 * K, device=DEVICE, dtype=dtype)
+        return packed[:, qkv_width:qkv_width + K], packed[:, qkv_width + K:]
+
+    elt = torch.finfo(dtype).bits // 8
+    nbytes = 2 * seq_len * K * elt + seq_len * heads * 4
+    variants = [("three kernels (swiglu, linear, cast)", None,
+                 lambda g, c: torch.nn.functional.linear(fused.swiglu(g, c), weight).float())]
+    for bm, bk, warps in shapes or [(bm, bk, w) for bm in (16, 32, 64) for bk in (64, 128, 256) for w in (2, 4)]:
+        variants.append(("fused", f"block_m={bm} block_k={bk} warps={warps}",
+                         lambda g, c, bm=bm, bk=bk, w=warps: ft.repo_positions_forward(g, c, weight, block_m=bm,
+                                                                                       block_k=bk, num_warps=w)))
+    rows = []
+    with torch.no_grad():
+        for impl, shape, fn in variants:
+            cycled = _cycled(fn, make_set, 2 * seq_len * (qkv_width + 2 * K) * elt)
+            eager_ms = time_eager_ms(cycled)
+            rows.append(dict(impl=impl, shape=shape or "", seq_len=seq_len, bytes=nbytes, eager_us=eager_ms * 1e3,
+                             graph_us=time_graph_ms(cycled) * 1e3, eager_gb_s=nbytes / eager_ms / 1e6))
+    return rows
+
+
 def attention_bench(seq_lens=(4096, 8192, 16384), num_heads: int = 16, head_dim: int = 128, batch: int = 1,
                     dtype=torch.bfloat16, backends=ATTENTION_BACKENDS) -> list[dict]:
     """Causal prefill attention per backend: TFLOP/s with the causal count 2*B*H*S^2*D."""

@@ -495,9 +495,11 @@ def _repo_positions_kernel(g_ptr, c_ptr, w_ptr, o_ptr, M, P, g_sm, c_sm, w_sp, K
     tl.store(o_ptr + rows64 * P + heads[None, :], out, mask=row_ok[:, None] & (heads < P)[None, :])
 
 
-def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor, *,
+                           block_m: int = 32, block_k: int = 64, num_warps: int = 4) -> torch.Tensor:
     """fp32 [..., P] = float(linear(silu(gate) * content, weight)) for gate, content [..., K] (any row strides, e.g.
-    slices of a packed projection) and weight [P, K]; no autograd."""
+    slices of a packed projection) and weight [P, K]; no autograd. block_m rows per program, block_k values per step
+    (kernels.bench.repo_positions_sweep times the alternatives)."""
     g2, c2 = _pair(gate, content)
     M, K = g2.shape
     P = weight.shape[0]
@@ -508,13 +510,10 @@ def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: to
     out = torch.empty((M, P), device=gate.device, dtype=torch.float32)
     if M > 0 and P > 0:
         w = weight if weight.stride(-1) == 1 else weight.contiguous()
-        # All of a row's K values in one step and 16 rows per program: many small programs keep enough loads in
-        # flight (32 rows x 64 values per step ran at ~1.2 TB/s on an H200, 14 us at 16K tokens).
-        block_k = max(16, min(_pow2(K), 256))
+        block_k = max(16, min(_pow2(K), block_k))
         block_p = max(16, _pow2(P))
-        block_m = 16
         _repo_positions_kernel[(triton.cdiv(M, block_m),)](
             g2, c2, w, out, M, P, _row_stride(g2), _row_stride(c2), w.stride(0), K=K,
             ACT_DTYPE=_TL_DTYPES[act_dtype], OUT_DTYPE=_TL_DTYPES[out_dtype], IEEE=act_dtype == torch.float32,
-            BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_P=block_p, num_warps=4)
+            BLOCK_M=max(16, block_m), BLOCK_K=block_k, BLOCK_P=block_p, num_warps=num_warps)
     return out.view(*gate.shape[:-1], P)

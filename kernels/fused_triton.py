@@ -496,10 +496,12 @@ def _repo_positions_kernel(g_ptr, c_ptr, w_ptr, o_ptr, M, P, g_sm, c_sm, w_sp, K
 
 
 def repo_positions_forward(gate: torch.Tensor, content: torch.Tensor, weight: torch.Tensor, *,
-                           block_m: int = 32, block_k: int = 64, num_warps: int = 4) -> torch.Tensor:
+                           block_m: int = 32, block_k: int = 128, num_warps: int = 2) -> torch.Tensor:
     """fp32 [..., P] = float(linear(silu(gate) * content, weight)) for gate, content [..., K] (any row strides, e.g.
     slices of a packed projection) and weight [P, K]; no autograd. block_m rows per program, block_k values per step
-    (kernels.bench.repo_positions_sweep times the alternatives)."""
+    (kernels.bench.repo_positions_sweep times the alternatives). The defaults won it on an H200 (graph-timed, OLMo-2-1B
+    shape): 6.6 us at 16K tokens and 4.8 us at 4K, against 12.0 and 8.8 us for the three kernels it replaces, and
+    about 65 instead of 150-210 us of host time per call."""
     g2, c2 = _pair(gate, content)
     M, K = g2.shape
     P = weight.shape[0]

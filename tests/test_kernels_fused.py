@@ -20,14 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels import fused, parity
+from tests.kernel_devices import DEVICES, INTERPRET
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(not (INTERPRET and fused.triton_available()),
-                                                 reason="Triton kernels on CPU need triton and TRITON_INTERPRET=1")),
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        INTERPRET or not torch.cuda.is_available(), reason="needs a CUDA device and TRITON_INTERPRET unset")]),
-]
 DTYPES = [torch.float32, torch.bfloat16]
 needs_interpreter = pytest.mark.skipif(not (INTERPRET and fused.triton_available()),
                                        reason="runs the Triton kernels on CPU: needs triton and TRITON_INTERPRET=1")

@@ -5,21 +5,14 @@ Tolerances: fp32 ||out - ref|| / ||ref|| < 1e-5. bf16: the kernel repeats eager'
 bf16, fp32 accumulation, the result rounded to bf16), so outputs differ from eager by at most one bf16 step (2^-7
 relative: a different summation order can round the other way), and under the interpreter in < 2% of elements.
 """
-import os
 
 import pytest
 import torch
 
 from kernels import fused
 from position_schemes.repo import RepoPositions
+from tests.kernel_devices import DEVICES
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(not (INTERPRET and fused.triton_available()),
-                                                 reason="Triton kernels on CPU need triton and TRITON_INTERPRET=1")),
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        INTERPRET or not torch.cuda.is_available(), reason="needs a CUDA device and TRITON_INTERPRET unset")]),
-]
 # (batch, tokens, hidden d, position heads P): odd token counts, K = d/8 not a multiple of 16, P from 1 to 16
 CASES = [(2, 37, 256, 4), (1, 5, 200, 3), (1, 70, 2048, 16), (3, 9, 128, 1)]
 

@@ -15,14 +15,8 @@ import torch
 
 from kernels import parity
 from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk, rotary_reference, triton_available
+from tests.kernel_devices import DEVICES, INTERPRET
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(not (INTERPRET and triton_available()),
-                                                 reason="Triton kernels on CPU need triton and TRITON_INTERPRET=1")),
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        INTERPRET or not torch.cuda.is_available(), reason="needs a CUDA device and TRITON_INTERPRET unset")]),
-]
 DTYPES = [torch.float32, torch.bfloat16]
 
 

@@ -13,10 +13,10 @@ weight is applied in fp32 and the result cast to x's dtype. The references are e
 core and of transformers (same operations, same roundings); the kernels repeat every rounding of the references, so in
 bf16 they differ from them only by the last bit now and then (fp32 sums in another order, rsqrt/exp approximations).
 """
-import os
-
 import torch
 import torch.nn.functional as F
+
+from .dispatch import on_cuda, use_triton
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float,
@@ -57,20 +57,14 @@ try:
 except ImportError:  # no triton package
     _triton = None
 
-BACKENDS = ("auto", "triton", "reference")
-
 
 def triton_available() -> bool:
     return _triton is not None
 
 
-def _interpreting() -> bool:
-    return _triton is not None and os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _auto_triton(device: torch.device) -> bool:
     """What backend="auto" picks on a device (tests patch this to run the model's GPU path through the interpreter)."""
-    return device.type == "cuda"
+    return on_cuda(device)
 
 
 def _unsupported(tensors, width: int | None) -> str | None:
@@ -87,28 +81,15 @@ def _unsupported(tensors, width: int | None) -> str | None:
 
 
 def _use_triton(backend: str, tensors, weight: torch.Tensor | None = None) -> bool:
-    """auto: Triton on CUDA when the kernels take these tensors, the reference otherwise. triton: Triton or an error
-    (CPU tensors need TRITON_INTERPRET=1). reference: the reference."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "reference":
-        return False
-    if _triton is None:
-        if backend == "triton":
-            raise RuntimeError("backend='triton' needs the triton package")
-        return False
-    device = tensors[0].device
-    why = _unsupported(tensors, None if weight is None else weight.shape[0])
-    if why is None and weight is not None and (weight.shape != tensors[0].shape[-1:] or weight.device != device
-                                               or weight.dtype not in _triton.DTYPES):
-        why = f"weight {tuple(weight.shape)} {weight.dtype} on {weight.device} for rows {tuple(tensors[0].shape)}"
-    if backend == "auto":
-        return why is None and _auto_triton(device)
-    if why is not None:
-        raise ValueError(f"backend='triton' cannot take {why}")
-    if device.type != "cuda" and not _interpreting():
-        raise RuntimeError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before kernels/ is imported")
-    return True
+    """kernels.dispatch.use_triton for these tensors (and a norm weight over their rows)."""
+    why = None
+    if _triton is not None and backend != "reference":
+        why = _unsupported(tensors, None if weight is None else weight.shape[0])
+        if why is None and weight is not None and (weight.shape != tensors[0].shape[-1:]
+                                                   or weight.device != tensors[0].device
+                                                   or weight.dtype not in _triton.DTYPES):
+            why = f"weight {tuple(weight.shape)} {weight.dtype} on {weight.device} for rows {tuple(tensors[0].shape)}"
+    return use_triton(backend, _triton is not None, tensors[0].device, why, auto_on=_auto_triton)
 
 
 def _needs_grad(*tensors) -> bool:

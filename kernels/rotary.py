@@ -12,10 +12,9 @@ Pairing is rotate-half (NeoX/Hugging Face): dim i pairs with dim i + R/2 and tur
 Angles, cos and sin are computed in fp32 (a 16-bit angle is useless once positions reach the thousands); cos and sin
 are multiplied by attention_scaling (YaRN's mscale, 1.0 otherwise); the result is cast back to x's dtype.
 """
-import os
-
 import torch
 
+from .dispatch import use_triton
 from .fused import rms_norm
 
 
@@ -72,32 +71,13 @@ try:
 except ImportError:  # no triton package
     _triton = None
 
-BACKENDS = ("auto", "triton", "reference")
-
-
 def triton_available() -> bool:
     return _triton is not None
 
 
-def _interpreting() -> bool:
-    """Triton's interpreter (TRITON_INTERPRET=1, read when the kernels were defined) runs kernels on CPU tensors."""
-    return _triton is not None and os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def _use_triton(backend: str, device: torch.device) -> bool:
     """auto: Triton on CUDA, the reference elsewhere. triton: Triton or an error (CPU needs the interpreter)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "reference":
-        return False
-    if backend == "triton":
-        if _triton is None:
-            raise RuntimeError("backend='triton' needs the triton package")
-        if device.type != "cuda" and not _interpreting():
-            raise RuntimeError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before kernels/ is "
-                               "imported")
-        return True
-    return _triton is not None and device.type == "cuda"
+    return use_triton(backend, _triton is not None, device)
 
 
 def _expand_batch(positions: torch.Tensor, batch: int) -> torch.Tensor:

@@ -2,6 +2,9 @@
 TRITON_INTERPRET=1, which scripts/test.sh sets), "cuda" natively (needs a GPU and TRITON_INTERPRET unset)."""
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +17,10 @@ DEVICES = [
     pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
         INTERPRET or not torch.cuda.is_available(), reason="needs a CUDA device and TRITON_INTERPRET unset")]),
 ]
+
+
+def run_without_triton(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter at the repo root where `import triton` fails (a CPU install without it)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, "-c", "import sys; sys.modules['triton'] = None\n" + code],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, check=False)

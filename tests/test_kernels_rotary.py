@@ -6,16 +6,13 @@ inputs (the seed is in the failure message) and poisons every buffer the kernels
 ||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16 (kernels.parity.TOLERANCE). Note: Triton 3.6's interpreter
 truncates fp32 -> bf16 where the GPU rounds to nearest, so interpreted bf16 errors (~4e-3) are larger than native ones.
 """
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from kernels import parity
 from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk, rotary_reference, triton_available
-from tests.kernel_devices import DEVICES, INTERPRET
+from tests.kernel_devices import DEVICES, INTERPRET, run_without_triton
 
 DTYPES = [torch.float32, torch.bfloat16]
 
@@ -106,14 +103,10 @@ def test_invalid_arguments_are_rejected():
 
 def test_kernels_import_without_triton():
     """CPU installs without triton must import kernels/ and fall back to the references."""
-    code = ("import sys; sys.modules['triton'] = None\n"
-            "import torch, kernels.rotary as r, kernels.attention, kernels.bench, kernels.parity\n"
+    code = ("import torch, kernels.rotary as r, kernels.attention, kernels.bench, kernels.parity\n"
             "assert not r.triton_available()\n"
             "q = torch.randn(1, 2, 2, 8)\n"
             "assert torch.equal(r.apply_rotary(q, torch.arange(2)[None], torch.ones(4)),\n"
             "                   r.rotary_reference(q, torch.arange(2)[None], torch.ones(4)))\n")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
-                            check=False)
+    result = run_without_triton(code)
     assert result.returncode == 0, result.stderr

@@ -21,10 +21,17 @@ import torch
 
 SCHEMES = {"rope": "rope", "nope": "nope", "hybrid": "hybrid,pattern=RRRN", "repo": "repo,start_layer=5",
            "repo_split": "repo,start_layer=5"}
-# repo_split: RePo with its gate/content maps as their own matrix product instead of packed into q/k/v's (a layout
-# experiment: the wider packed product can get a slower cuBLAS tile; see the profile section).
-LAYOUTS = {"repo_split": lambda model: [setattr(layer.self_attn.project, "split_at", 3) for layer in model.layers
-                                        if layer.self_attn.repo is not None]}
+
+
+def split_position_maps(model):
+    """repo_split: RePo's gate/content maps as their own matrix product instead of packed into q/k/v's (a layout
+    experiment: the wider packed product can get a slower cuBLAS tile; see the profile section)."""
+    for layer in model.layers:
+        if layer.self_attn.repo is not None:
+            layer.self_attn.project.split_at = 3
+
+
+LAYOUTS = {"repo_split": split_position_maps}
 
 
 def olmo2_1b_config(vocab_size=100352, max_positions=16384) -> dict:
@@ -118,12 +125,17 @@ def warm_up_gpu(seconds=3.0):
         torch.cuda.synchronize()
 
 
+def random_ids(vocab: int, batch: int, length: int, device, seed: int = 0) -> torch.Tensor:
+    """The token ids every section times: the same for every scheme and model at a length."""
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
 @torch.inference_mode()
 def prefill_rows(models: dict, lengths, device, timer, batch=1, seed=0, reps=7) -> list:
     rows = []
     vocab = next(iter(models.values())).config.vocab_size
     for n in lengths:
-        ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        ids = random_ids(vocab, batch, n, device, seed)
         calls = {label: (lambda m=model, ids=ids: m(ids, last_only=True)) for label, model in models.items()}
         medians = timer.interleaved(calls, reps=reps, inner=3)
         for label, ms in medians.items():
@@ -183,7 +195,7 @@ def profile_rows(models: dict, lengths, device, pair=("rope", "repo"), reps=3, t
     rows = []
     vocab = models[base].config.vocab_size
     for n in lengths:
-        ids = torch.randint(0, vocab, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        ids = random_ids(vocab, 1, n, device, seed)
         # A, B, B, A: the GPU warms up over a profile and its clocks drift; this order cancels a linear drift
         runs = {label: [] for label in pair}
         for label in (base, other, other, base):
@@ -214,7 +226,7 @@ def decode_rows(models: dict, lengths, device, timer, batch=1, steps=16, seed=0)
     rows = []
     vocab = next(iter(models.values())).config.vocab_size
     for n in lengths:
-        ids = torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        ids = random_ids(vocab, batch, n, device, seed)
         for label, model in models.items():
             cache = model.setup_cache(batch, n + steps)
             model(ids, cache=cache, last_only=True)
@@ -250,7 +262,7 @@ def hf_rows(model, hf_config: dict, lengths, device, dtype, timer, seed=0) -> li
     hf.eval()
     rows = []
     for n in lengths:
-        ids = torch.randint(0, config.vocab_size, (1, n), generator=torch.Generator().manual_seed(seed)).to(device)
+        ids = random_ids(config.vocab_size, 1, n, device, seed)
         medians = timer.interleaved({"hf": lambda ids=ids: hf(input_ids=ids, logits_to_keep=1),
                                      "ours": lambda ids=ids: model(ids, last_only=True)})
         hf_ms, ours_ms = medians["hf"], medians["ours"]

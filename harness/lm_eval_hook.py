@@ -47,7 +47,8 @@ def pth_path() -> Path:
 
 
 def main(argv=None) -> int:
-    action = (argv if argv is not None else sys.argv[1:] or ["status"])[0]
+    args = sys.argv[1:] if argv is None else argv
+    action = args[0] if args else "status"
     path = pth_path()
     if action == "install":
         path.write_text(pth_line(REPO))

@@ -11,7 +11,7 @@ import torch
 
 from kernels import fused
 from position_schemes.repo import RepoPositions
-from tests.kernel_devices import DEVICES
+from tests.kernel_testing import DEVICES
 
 # (batch, tokens, hidden d, position heads P): odd token counts, K = d/8 not a multiple of 16, P from 1 to 16
 CASES = [(2, 37, 256, 4), (1, 5, 200, 3), (1, 70, 2048, 16), (3, 9, 128, 1)]

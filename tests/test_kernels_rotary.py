@@ -12,43 +12,38 @@ import torch
 
 from kernels import parity
 from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk, rotary_reference, triton_available
-from tests.kernel_devices import DEVICES, INTERPRET, run_without_triton
+from tests.kernel_testing import DEVICES, INTERPRET, assert_within, run_without_triton
 
 DTYPES = [torch.float32, torch.bfloat16]
 
-
-def _assert_within(errors: dict, dtype, what: str):
-    tol = parity.TOLERANCE[dtype]
-    bad = {k: v for k, v in errors.items() if k != "seed" and not v < tol}
-    assert not bad, f"{what}: relative errors {bad} not < {tol} (seed {errors['seed']})"
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", parity.ROTARY_CASES, ids=lambda c: c.name)
 def test_rotary_forward(case, dtype, device):
-    _assert_within(parity.check_rotary_forward(case, dtype, device), dtype, f"forward {case}")
+    assert_within(parity.check_rotary_forward(case, dtype, device), dtype, f"forward {case}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", parity.ROTARY_CASES, ids=lambda c: c.name)
 def test_rotary_gradients(case, dtype, device):
-    _assert_within(parity.check_rotary_backward(case, dtype, device), dtype, f"gradients {case}")
+    assert_within(parity.check_rotary_backward(case, dtype, device), dtype, f"gradients {case}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", parity.NORM_CASES, ids=lambda c: c.name)
 def test_qk_norm_rotary_forward(case, dtype, device):
-    _assert_within(parity.check_norm_forward(case, dtype, device), dtype, f"norm+rotary forward {case}")
+    assert_within(parity.check_norm_forward(case, dtype, device), dtype, f"norm+rotary forward {case}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", parity.NORM_CASES, ids=lambda c: c.name)
 def test_qk_norm_rotary_gradients(case, dtype, device):
-    _assert_within(parity.check_norm_backward(case, dtype, device), dtype, f"norm+rotary gradients {case}")
+    assert_within(parity.check_norm_backward(case, dtype, device), dtype, f"norm+rotary gradients {case}")
 
 
 @pytest.mark.parametrize("device", DEVICES)

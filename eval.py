@@ -5,7 +5,7 @@ Run `python eval.py --help` for the commands and `python eval.py COMMAND --help`
 """
 import sys
 
-from harness.cli import main
+from posbench.harness.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What posbench runs on a lent GPU, in stages that each fit one device call (the device tool's $OUT collects files).
-#   bash scripts/gpu_session.sh checks   # native kernel tests, kernels.gpu_check, eval.py bench --profile (~6 min)
-#   bash scripts/gpu_session.sh verify   # the same without kernels.gpu_check (~3 min)
+#   bash scripts/gpu_session.sh checks   # native kernel tests, posbench.kernels.gpu_check, eval.py bench --profile (~6 min)
+#   bash scripts/gpu_session.sh verify   # the same without posbench.kernels.gpu_check (~3 min)
 #   bash scripts/gpu_session.sh sweep    # RULER throughput sweep on a random 1B model + transformers baseline (~4 min)
 #   bash scripts/gpu_session.sh reference  # configs/reference_ruler.yaml: the reference models' RULER result (~5 min)
 #   bash scripts/gpu_session.sh profile  # eval.py bench with 15 repetitions and the RoPE-vs-RePo kernel profile
@@ -18,9 +18,11 @@ WORK=/tmp/posbench_work/$STAGE
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 unset TRITON_INTERPRET
+# The GPU image has posbench's dependencies but not posbench: import it from this checkout (no install, no network).
+export PYTHONPATH=$PWD
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
+    && export PYTHONPATH=$PWD:/tmp/site
 fi
 # A gzipped tokenizer travels smaller (the device tool's 64 MiB limit): .device_gz/ holds it when .device_data lacks it.
 if [ -f .device_gz/olmo2_dolma2_tokenizer.json.gz ] && [ ! -f .device_data/tokenizers/olmo2_dolma2_tokenizer.json ]; then
@@ -42,18 +44,18 @@ torch.cuda.get_device_name())" >> "$WORK/gpu.txt" 2>&1
 cat "$WORK/gpu.txt"
 
 case "$STAGE" in
-  checks|verify)   # verify: the same without kernels.gpu_check
+  checks|verify)   # verify: the same without posbench.kernels.gpu_check
     export POSBENCH_DATA=.device_data   # the engine tests read the OLMo-2 tokenizer from there
     step pytest_gpu 150 python3 -m pytest tests/test_kernels_rotary.py tests/test_kernels_attention.py \
       tests/test_kernels_fused.py tests/test_model_parity.py tests/test_repo.py tests/test_engine.py \
       tests/test_packed_linears.py -q -p no:cacheprovider
-    [ "$STAGE" = checks ] && step gpu_check 150 python3 -m kernels.gpu_check --out "$WORK/kernels" --quick
+    [ "$STAGE" = checks ] && step gpu_check 150 python3 -m posbench.kernels.gpu_check --out "$WORK/kernels" --quick
     step bench 240 python3 eval.py bench --out "$WORK/bench" --profile --reps 15
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
     cp "$WORK/kernels/gpu_check.md" "$OUT/gpu_check.md" 2>/dev/null
     ;;
   sweep)
-    step random_1b 90 python3 -c "from harness.bench import save_random_checkpoint as s; \
+    step random_1b 90 python3 -c "from posbench.harness.bench import save_random_checkpoint as s; \
 s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')"
     step sweep 330 python3 eval.py sweep configs/gpu_ruler_random1b.yaml --out "$WORK/sweep" --no-progress
     step hf_baseline 150 python3 scripts/hf_generate_baseline.py configs/gpu_ruler_random1b.yaml "$WORK/sweep" \

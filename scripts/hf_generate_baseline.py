@@ -8,18 +8,14 @@ how many greedy predictions agree exactly (bf16 numerics differ between the two 
 The posbench figure is the cell's whole wall time (prefill + decode + scoring) over its samples, from the manifest.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from harness.results import RunDir, atomic_write_json, atomic_write_text  # noqa: E402
-from harness.runner import SampleCache  # noqa: E402
-from harness.sweep import load_sweep, parse_lengths  # noqa: E402
-from tasks import TaskRegistry  # noqa: E402
+from posbench.harness.evaluation.results import RunDir, atomic_write_json, atomic_write_text  # noqa: E402
+from posbench.harness.evaluation.runner import SampleCache  # noqa: E402
+from posbench.harness.evaluation.sweep import load_sweep, parse_lengths  # noqa: E402
+from posbench.tasks import TaskRegistry  # noqa: E402
 
 
 def main():
@@ -45,7 +41,7 @@ def main():
                                                  local_files_only=True).to(args.device).eval()
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     tokenizer = load_tokenizer(entry.path)
     cache = SampleCache(sweep)
     rows = []

@@ -1,16 +1,13 @@
 """Driver for Nsight Compute: runs one rotary kernel a few times at OLMo-2-1B shape so that `ncu` can profile a
-warm launch. Used by scripts/gpu_session.sh's `ncu` stage; see kernels/NOTES.md section 8 for what it answered.
+warm launch. Used by scripts/gpu_session.sh's `ncu` stage; see posbench/kernels/NOTES.md section 8 for what it answered.
 
     python scripts/ncu_rotary.py fused|fused_bwd|plain [--tokens 16384] [--reps 3]
 """
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk  # noqa: E402
+from posbench.kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk  # noqa: E402
 
 
 def main():

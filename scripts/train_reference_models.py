@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SCHEMES = ["rope", "nope", "hybrid", "repo"]
 COPY = ["loss.csv", "loss.png", "eval.csv", "train_manifest.json"]
 
@@ -42,7 +41,7 @@ def smoke_config(name: str, runs: Path) -> Path:
     """The reference config with tiny steps, samples and batch (pipeline check only), as a standalone file."""
     import yaml
 
-    from harness.train_config import read_yaml
+    from posbench.harness.training.config import read_yaml
 
     raw = read_yaml(ROOT / "configs" / f"train_reference_{name}.yaml")
     raw["data"]["cache"] = str(runs / "data_cache")

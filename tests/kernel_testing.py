@@ -1,6 +1,6 @@
 """What the kernel tests share. Where they run: "cpu" executes the Triton kernels through Triton's interpreter (needs
 triton and TRITON_INTERPRET=1, which scripts/test.sh sets), "cuda" natively (needs a GPU and TRITON_INTERPRET unset).
-How they judge: kernels.parity's tolerances."""
+How they judge: posbench.kernels.parity's tolerances."""
 import importlib.util
 import os
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import parity
+from posbench.kernels import parity
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 HAVE_TRITON = importlib.util.find_spec("triton") is not None

@@ -1,7 +1,7 @@
 """`eval.py bench` runs its code paths on CPU with a tiny model and writes its tables (speed is never asserted)."""
 import json
 
-from harness.cli import main
+from posbench.harness.cli import main
 
 
 def test_bench_smoke_on_cpu(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""harness/checkpoint.py: sharded loading, save/load round trips, tokenizers, and one clear error per bad input."""
+"""harness/core/checkpoint.py: sharded loading, save/load round trips, tokenizers, and one clear error per bad input."""
 import json
 from pathlib import Path
 
@@ -8,8 +8,8 @@ from safetensors.torch import load_file, save_file
 from tiny_checkpoints import VOCAB, edit_config, edit_weights, hf_model, sakana_checkpoint, save_hf
 from transformers import Olmo2ForCausalLM
 
-from harness.checkpoint import CheckpointError, inspect_model, load_model, load_tokenizer, save_model
-from position_schemes import SchemeError
+from posbench.harness.core.checkpoint import CheckpointError, inspect_model, load_model, load_tokenizer, save_model
+from posbench.position_schemes import SchemeError
 
 TOL = 1e-4
 

@@ -3,10 +3,10 @@ and EOS end generation, log-likelihoods equal a direct full-forward computation,
 
 import pytest
 import torch
+from tiny_models import build_tiny_model
 
-from harness.data import default_data_root
-from harness.engine import Generation, TorchEngine, truncate_at_stop
-from harness.tiny import build_tiny_model
+from posbench.harness.evaluation.data import default_data_root
+from posbench.harness.evaluation.engine import Generation, TorchEngine, truncate_at_stop
 
 TOKENIZER = default_data_root() / "tokenizers" / \
     "olmo2_dolma2_tokenizer.json"

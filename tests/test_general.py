@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.data import default_data_root
-from tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
@@ -28,7 +28,7 @@ class Logits(torch.nn.Module):
 
 
 def hf_loader(path, scheme=None, dtype=torch.float32, device="cpu"):
-    """Stand-in for harness.checkpoint.load_model: (model, tokenizer, info)."""
+    """Stand-in for posbench.harness.core.checkpoint.load_model: (model, tokenizer, info)."""
     from transformers import AutoTokenizer, LlamaForCausalLM
     hf = LlamaForCausalLM.from_pretrained(path, dtype=dtype).eval().to(device)
     return Logits(hf), AutoTokenizer.from_pretrained(path), {"scheme": scheme}
@@ -60,7 +60,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER_FILE)
 
 
@@ -80,7 +80,7 @@ def test_arc_prompts_choices_and_gold(registry, tokenizer):
 
 
 def test_boolq_and_mmlu_prompts(registry, tokenizer):
-    from tasks.registry import LOADERS
+    from posbench.tasks.registry import LOADERS
     boolq = LOADERS["boolq"](None, path=str(SHARED / "general/boolq/none/validation"))
     spec = registry.get("general_boolq")
     first = boolq[0]                                                       # the file's first row

@@ -12,12 +12,12 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from harness.data import default_data_root
-from harness.lm_eval_model import PosbenchLM, greedy_generate  # noqa: E402
+from posbench.harness.evaluation.data import default_data_root
+from posbench.harness.integrations.lm_eval_model import PosbenchLM, greedy_generate  # noqa: E402
 from tests.test_general import hf_loader, make_tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-LM_EVAL_TASKS = REPO / "tasks" / "general" / "lm_eval"
+LM_EVAL_TASKS = REPO / "posbench" / "tasks" / "general" / "lm_eval"
 
 
 class Req:
@@ -35,7 +35,8 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def core_model(tmp_path_factory):
     """A tiny random checkpoint of posbench's own model core with the RePo scheme (RePo from layer 5, its default)."""
-    from harness.tiny import build_tiny_model
+    from tiny_models import build_tiny_model
+
     from tests.test_general import TOKENIZER_FILE
     return build_tiny_model(tmp_path_factory.mktemp("core"), TOKENIZER_FILE, scheme="repo", hidden=32, layers=6,
                             heads=2, max_positions=2048)
@@ -107,8 +108,8 @@ def test_generate_until_is_greedy_and_stops(lm):
 
 
 def test_default_loader_runs_the_model_core_like_the_engine(core_model):
-    """No loader injected: harness.checkpoint.load_model builds the RePo model; scores match posbench's engine."""
-    from harness.engine import TorchEngine
+    """No loader injected: core.checkpoint.load_model builds the RePo model; scores match posbench's engine."""
+    from posbench.harness.evaluation.engine import TorchEngine
     lm = PosbenchLM(pretrained=str(core_model), scheme="repo", max_length=128, batch_size=2)
     assert lm.info["scheme"]["name"] == "repo"
     pairs = [("Question: Is the sky blue?\nAnswer:", " yes"), ("Question: Is the sky blue?\nAnswer:", " no"),
@@ -140,8 +141,8 @@ def evaluate(lm, tasks, limit=4, **kw):
 
 @pytest.mark.slow
 def test_shipped_tasks_in_process_use_the_same_prompts_as_posbench(lm):
-    from harness.checkpoint import load_tokenizer
-    from tasks import TaskRegistry, build_samples
+    from posbench.harness.core.checkpoint import load_tokenizer
+    from posbench.tasks import TaskRegistry, build_samples
     out = evaluate(lm, ["posbench_arc_easy", "posbench_boolq", "posbench_mmlu"], limit=3)
     assert out["results"]["posbench_arc_easy"]["acc,none"] in (0, 1 / 3, 2 / 3, 1)
     shared = default_data_root()
@@ -210,10 +211,10 @@ def test_user_data_missing_is_a_clear_error(monkeypatch, tmp_path):
 def test_lm_eval_cli_wrapper_end_to_end(core_model, tmp_path):
     """What a user types, on a tiny RePo checkpoint of the model core (no stand-in loader)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "harness.lm_eval_cli", "--model", "posbench", "--model_args",
+    cmd = [sys.executable, "-m", "posbench.harness.integrations.lm_eval_cli", "--model", "posbench", "--model_args",
            f"pretrained={core_model},scheme=repo,max_length=512",
            "--tasks", "posbench_arc_easy,posbench_arc_challenge,posbench_boolq,posbench_mmlu",
-           "--include_path", "tasks/general", "--limit", "4", "--batch_size", "4", "--device", "cpu",
+           "--include_path", "posbench/tasks/general", "--limit", "4", "--batch_size", "4", "--device", "cpu",
            "--output_path", str(tmp_path / "out")]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -224,53 +225,12 @@ def test_lm_eval_cli_wrapper_end_to_end(core_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_plain_lm_eval_command_knows_posbench(core_model, tmp_path):
-    """`lm_eval --model posbench ...` as typed, through the start-up hook scripts/setup.sh installs (run from another
-    directory, with no PYTHONPATH: nothing but the hook can make posbench visible)."""
-    from harness import lm_eval_hook
-    lm_eval = Path(sys.executable).parent / "lm_eval"
-    if not lm_eval.exists() or not lm_eval_hook.pth_path().exists():
-        pytest.skip("the lm_eval hook is installed by scripts/setup.sh (python -m harness.lm_eval_hook install)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    cmd = [str(lm_eval), "--model", "posbench", "--model_args", f"pretrained={core_model},scheme=repo,max_length=512",
-           "--tasks", "posbench_arc_easy", "--limit", "3", "--batch_size", "3", "--device", "cpu",
-           "--output_path", str(tmp_path / "out")]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
-    assert results["n-samples"]["posbench_arc_easy"]["effective"] == 3
-    assert results["config"]["model"] == "posbench"
-
-
-def test_lm_eval_hook_fires_only_for_lm_eval_naming_posbench(tmp_path):
-    """The .pth line is a no-op for every other program: it must not put posbench's names on anyone's path."""
-    from harness import lm_eval_hook
-    line = lm_eval_hook.pth_line(tmp_path / "nowhere")
-    assert line.startswith("import ")   # site.py runs only lines that start with `import`
-    calls = []
-
-    def run(argv, orig):
-        fake_sys = type("S", (), {"argv": argv, "orig_argv": orig, "path": calls})
-        body = line.replace("import sys; ", "", 1)
-        try:
-            exec(body, {"sys": fake_sys, "__import__": lambda name: (_ for _ in ()).throw(ImportError(name))})
-        except ImportError as e:
-            return str(e)
-        return None
-
-    assert run(["/venv/bin/lm_eval", "--model", "posbench"], []) == "harness.lm_eval_hook"
-    assert run(["-m", "--model=posbench"], ["python", "-m", "lm_eval", "--model=posbench"]) == "harness.lm_eval_hook"
-    assert run(["/venv/bin/lm_eval", "--model", "hf"], []) is None
-    assert run(["eval.py", "--model", "posbench"], ["python", "eval.py"]) is None
-    assert run(["-m", "--model", "posbench"], ["python", "-m", "harness.lm_eval_cli", "--model"]) is None
-
-
-@pytest.mark.slow
 def test_include_path_keeps_lm_evals_own_tasks():
-    """posbench's schema YAMLs in tasks/general are named general_*, so `--include_path tasks/general` adds the
+    """posbench's schema YAMLs in posbench/tasks/general are named general_*, so `--include_path
+    posbench/tasks/general` adds the
     posbench_* lm-eval tasks without shadowing lm-eval's arc_easy, boolq or mmlu."""
     from lm_eval.tasks import TaskManager
-    index = TaskManager(include_path=str(REPO / "tasks" / "general")).task_index
+    index = TaskManager(include_path=str(REPO / "posbench" / "tasks" / "general")).task_index
     for name in ("arc_easy", "arc_challenge", "boolq", "mmlu"):
         assert "site-packages" in str(index[name].yaml_path) or "lm_eval/tasks" in str(index[name].yaml_path)
     assert Path(index["posbench_mmlu"].yaml_path).parent == LM_EVAL_TASKS

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from harness.data import default_data_root
-from tasks import MissingData, TaskError, build_samples, score_sample
-from tasks.hybridqa.loader import linearise
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import MissingData, TaskError, build_samples, score_sample
+from posbench.tasks.hybridqa.loader import linearise
 
 SHARED = default_data_root()
 HQA = SHARED / "hybridqa"

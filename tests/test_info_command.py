@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tiny_checkpoints import sakana_checkpoint
 
-from harness.cli import main
+from posbench.harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

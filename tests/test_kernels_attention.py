@@ -1,4 +1,4 @@
-"""Attention dispatch (kernels/attention.py) against an explicit fp32 softmax, and its masking semantics.
+"""Attention dispatch (posbench/kernels/attention.py) against an explicit fp32 softmax, and its masking semantics.
 
 CPU runs torch's default SDPA path; on a CUDA machine the same checks run through each backend that accepts the
 inputs. Tolerances: ||out - ref|| / ||ref|| < 1e-5 in fp32 (CPU) and < 1e-2 in bf16.
@@ -6,8 +6,8 @@ inputs. Tolerances: ||out - ref|| / ||ref|| < 1e-5 in fp32 (CPU) and < 1e-2 in b
 import pytest
 import torch
 
-from kernels import bench, parity
-from kernels.attention import attention, attention_reference
+from posbench.kernels import bench, parity
+from posbench.kernels.attention import attention, attention_reference
 
 CUDA = torch.cuda.is_available()
 
@@ -83,7 +83,7 @@ def test_bench_fails_clearly_without_cuda():
 def test_plain_causal_prefill_takes_the_fast_is_causal_path(monkeypatch):
     """An explicit triangular mask shuts out cuDNN's and FLASH's causal kernels (6.7x slower at 16K on an H200):
     unpadded prefill must reach SDPA as is_causal=True with no mask; padded or chunked calls need the mask."""
-    import kernels.attention as ka
+    import posbench.kernels.attention as ka
     seen = []
     real = ka.F.scaled_dot_product_attention
 

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from kernels import bench, gpu_check, parity
-from kernels.rotary import triton_available
+from posbench.kernels import bench, gpu_check, parity
+from posbench.kernels.rotary import triton_available
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 pytestmark = pytest.mark.skipif(not (INTERPRET and triton_available()),

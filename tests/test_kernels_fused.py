@@ -1,11 +1,13 @@
-"""RMSNorm variants and SwiGLU (kernels/fused_triton.py) against the plain-PyTorch references (kernels/fused.py), and
+"""RMSNorm variants and SwiGLU (posbench/kernels/fused_triton.py) against the plain-PyTorch references
+(posbench/kernels/fused.py), and
 the model core wired through them.
 
 Devices: "cpu" runs the Triton kernels through Triton's interpreter and needs TRITON_INTERPRET=1 (set by
 scripts/test.sh); "cuda" runs them natively and needs a GPU with TRITON_INTERPRET unset. Each check draws fresh random
 inputs (the seed is in the failure message) and poisons every buffer the kernels allocate with NaN.
 
-Tolerances (kernels.parity.TOLERANCE): ||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16, for outputs (kernel
+Tolerances (posbench.kernels.parity.TOLERANCE): ||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16, for outputs
+(kernel
 vs the reference in the same dtypes) and gradients (vs autograd through the fp32 reference on the same values). Under
 the interpreter, bf16 outputs must also be bit-equal to eager's in all but < 1e-2 of the elements (the kernels repeat
 eager's roundings, see fused_triton._cast); on a GPU, hardware rsqrt/FMA rounding makes last-bit flips common, so
@@ -16,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import fused, parity
+from posbench.kernels import fused, parity
 from tests.kernel_testing import DEVICES, INTERPRET, assert_within, run_without_triton
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -43,7 +45,7 @@ def test_swiglu_forward_and_gradients(case, dtype, device):
 
 
 def _old_rms_norm(x, weight, eps, cast_before_weight):
-    """harness/model.py's RMSNorm.forward before it called kernels.fused (the CPU path must not change)."""
+    """core/model.py's RMSNorm.forward before it called kernels.fused (the CPU path must not change)."""
     xf = x.float()
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if cast_before_weight:
@@ -123,12 +125,13 @@ def test_no_grad_path_matches_autograd_path():
 @needs_interpreter
 @pytest.mark.parametrize("arch", ["olmo2", "llama"])
 def test_model_through_the_kernels_matches_the_reference_path(tmp_path, monkeypatch, arch):
-    """The model core with kernels.fused's "auto" meaning Triton (its CUDA path, here through the interpreter) against
+    """The model core with posbench.kernels.fused's "auto" meaning Triton (its CUDA path, here through the
+    interpreter) against
     its CPU reference path: logits (full and last_only, whose final norm reads strided rows), and the gradients of
     every parameter. fp32: max abs logit difference <= 1e-4, gradients within 1e-4 relative."""
     from tiny_checkpoints import VOCAB, hf_model, save_hf
 
-    from harness.checkpoint import load_model
+    from posbench.harness.core.checkpoint import load_model
     path = save_hf(hf_model(arch, num_key_value_heads=2, num_hidden_layers=2), tmp_path / arch)
     model, _, _ = load_model(path)
     ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(5))
@@ -147,7 +150,7 @@ def test_model_through_the_kernels_matches_the_reference_path(tmp_path, monkeypa
     monkeypatch.setattr(fused, "_auto_triton", lambda device: calls.append(device) or True)
     logits, last, grads = run()
     monkeypatch.setattr(fused, "_auto_triton", real)
-    assert len(calls) >= 2 * 3, "the model did not dispatch its norms and SwiGLU through kernels.fused"
+    assert len(calls) >= 2 * 3, "the model did not dispatch its norms and SwiGLU through posbench.kernels.fused"
     assert (logits - ref_logits).abs().max().item() <= 1e-4
     assert (last - ref_last).abs().max().item() <= 1e-4
     assert torch.allclose(last[:, -1], logits[:, -1], atol=1e-4)
@@ -156,8 +159,8 @@ def test_model_through_the_kernels_matches_the_reference_path(tmp_path, monkeypa
 
 
 def test_fused_imports_without_triton():
-    """CPU installs without triton must import kernels.fused and the model, and fall back to the references."""
-    code = ("import torch, kernels.fused as f, harness.model\n"
+    """CPU installs without triton must import posbench.kernels.fused and the model, and fall back to the references."""
+    code = ("import torch, posbench.kernels.fused as f, posbench.harness.core.model\n"
             "assert not f.triton_available()\n"
             "x = torch.randn(2, 8)\n"
             "assert torch.equal(f.rms_norm(x, torch.ones(8), 1e-6), f.rms_norm_reference(x, torch.ones(8), 1e-6))\n"
@@ -167,9 +170,10 @@ def test_fused_imports_without_triton():
 
 
 def test_nope_qk_norm_goes_through_the_fused_norm():
-    """apply_qk_norm_rotary without positions (NoPE) normalises through kernels.fused: on CPU the same values as the
+    """apply_qk_norm_rotary without positions (NoPE) normalises through posbench.kernels.fused: on CPU the same values
+    as the
     rotary module's own reference, bit for bit."""
-    from kernels.rotary import apply_qk_norm_rotary, rms_norm_reference
+    from posbench.kernels.rotary import apply_qk_norm_rotary, rms_norm_reference
     gen = torch.Generator().manual_seed(2)
     q, k = torch.randn(2, 3, 32, generator=gen).bfloat16(), torch.randn(2, 3, 16, generator=gen).bfloat16()
     wq, wk = ((1 + 0.2 * torch.randn(n, generator=gen)).bfloat16() for n in (32, 16))

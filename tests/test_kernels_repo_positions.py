@@ -1,4 +1,5 @@
-"""RePo's fused position kernel (kernels.fused.repo_positions: SwiGLU, final map and fp32 cast in one pass) against
+"""RePo's fused position kernel (posbench.kernels.fused.repo_positions: SwiGLU, final map and fp32 cast in one pass)
+against
 the eager reference and against position_schemes' RepoPositions, on fresh random inputs.
 
 Tolerances: fp32 ||out - ref|| / ||ref|| < 1e-5. bf16: the kernel repeats eager's roundings (silu and the product to
@@ -9,8 +10,8 @@ relative: a different summation order can round the other way), and under the in
 import pytest
 import torch
 
-from kernels import fused
-from position_schemes.repo import RepoPositions
+from posbench.kernels import fused
+from posbench.position_schemes.repo import RepoPositions
 from tests.kernel_testing import DEVICES
 
 # (batch, tokens, hidden d, position heads P): odd token counts, K = d/8 not a multiple of 16, P from 1 to 16

@@ -1,17 +1,18 @@
-"""Rotary kernels (kernels/rotary_triton.py) against the plain-PyTorch references (kernels/rotary.py).
+"""Rotary kernels (posbench/kernels/rotary_triton.py) against the plain-PyTorch references (posbench/kernels/rotary.py).
 
 Devices: "cpu" runs the Triton kernels through Triton's interpreter and needs TRITON_INTERPRET=1 (set by
 scripts/test.sh); "cuda" runs them natively and needs a GPU with TRITON_INTERPRET unset. Each check draws fresh random
 inputs (the seed is in the failure message) and poisons every buffer the kernels allocate with NaN. Tolerances:
-||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16 (kernels.parity.TOLERANCE). Note: Triton 3.6's interpreter
+||out - ref|| / ||ref|| < 1e-5 in fp32 and < 1e-2 in bf16 (posbench.kernels.parity.TOLERANCE). Note: Triton 3.6's
+interpreter
 truncates fp32 -> bf16 where the GPU rounds to nearest, so interpreted bf16 errors (~4e-3) are larger than native ones.
 """
 
 import pytest
 import torch
 
-from kernels import parity
-from kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk, rotary_reference, triton_available
+from posbench.kernels import parity
+from posbench.kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk, rotary_reference, triton_available
 from tests.kernel_testing import DEVICES, INTERPRET, assert_within, run_without_triton
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -97,8 +98,9 @@ def test_invalid_arguments_are_rejected():
 
 
 def test_kernels_import_without_triton():
-    """CPU installs without triton must import kernels/ and fall back to the references."""
-    code = ("import torch, kernels.rotary as r, kernels.attention, kernels.bench, kernels.parity\n"
+    """CPU installs without triton must import posbench/kernels/ and fall back to the references."""
+    code = ("import torch, posbench.kernels.rotary as r, posbench.kernels.attention, posbench.kernels.bench\n"
+            "import posbench.kernels.parity\n"
             "assert not r.triton_available()\n"
             "q = torch.randn(1, 2, 2, 8)\n"
             "assert torch.equal(r.apply_rotary(q, torch.arange(2)[None], torch.ones(4)),\n"

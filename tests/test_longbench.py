@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness.data import default_data_root
-from tasks import MissingData, TaskError, aggregate, build_samples, score_sample
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import MissingData, TaskError, aggregate, build_samples, score_sample
 
 SHARED = default_data_root()
 
@@ -121,7 +121,7 @@ def test_longbench_e_buckets_use_the_length_field(registry, tokenizer, longbench
     samples = build_samples(registry.get("longbench_trec_e"), tokenizer, length=8192,
                             data_paths={"longbench": str(longbench_dir)})
     assert [s.metadata["bucket"] for s in samples] == ["0-4k", "8k+"]      # length 3999 and 8000
-    from tasks.longbench.loader import length_bucket
+    from posbench.tasks.longbench.loader import length_bucket
     assert [length_bucket(x) for x in (0, 3999, 4000, 7999, 8000)] == ["0-4k", "0-4k", "4-8k", "4-8k", "8k+"]
 
 

@@ -4,9 +4,9 @@ import difflib
 
 import pytest
 
-from tasks.metrics.squad import normalize_answer, set_f1, squad_exact, squad_f1, substring_match
-from tasks.registry import METRICS, ensure_imported
-from tasks.schema import Sample
+from posbench.tasks.metrics.squad import normalize_answer, set_f1, squad_exact, squad_f1, substring_match
+from posbench.tasks.registry import METRICS, ensure_imported
+from posbench.tasks.schema import Sample
 
 
 def sample(answers, **metadata):
@@ -122,7 +122,7 @@ def test_classification_score(pred, gold, classes, expected):
 
 
 def test_classification_needs_all_classes():
-    from tasks.errors import TaskError
+    from posbench.tasks.errors import TaskError
     with pytest.raises(TaskError, match="all_classes"):
         score("classification_score", "Human", ["Human"], all_classes=None)
 
@@ -144,7 +144,7 @@ def test_retrieval_and_count(metric, pred, gold, expected):
 
 
 def test_retrieval_gold_without_id_is_an_error():
-    from tasks.errors import TaskError
+    from posbench.tasks.errors import TaskError
     with pytest.raises(TaskError, match="no paragraph id"):
         score("retrieval_score", "Paragraph 1", ["the first one"])
 

@@ -11,7 +11,7 @@ import torch
 from tiny_checkpoints import VOCAB, hf_model, save_hf
 from transformers import DynamicCache
 
-from harness.checkpoint import load_model
+from posbench.harness.core.checkpoint import load_model
 
 TOL = 1e-4
 SCALINGS = {

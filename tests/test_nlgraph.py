@@ -7,12 +7,12 @@ import random
 
 import pytest
 
-from harness.data import default_data_root
-from tasks import TaskError, build_samples, score_sample
-from tasks.nlgraph import graphs, solvers
-from tasks.nlgraph.scoring import official_correct, repo_extract
-from tasks.registry import METRICS, ensure_imported
-from tasks.schema import Sample
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import TaskError, build_samples, score_sample
+from posbench.tasks.nlgraph import graphs, solvers
+from posbench.tasks.nlgraph.scoring import official_correct, repo_extract
+from posbench.tasks.registry import METRICS, ensure_imported
+from posbench.tasks.schema import Sample
 
 SHARED = default_data_root()
 NLGRAPH = SHARED / "nlgraph"
@@ -234,7 +234,7 @@ def test_repo_tasks_use_the_train_split(registry, tokenizer):
 def test_loader_errors(registry, tokenizer, tmp_path):
     spec = registry.get("nlgraph_flow_easy")
     (tmp_path / "nlgraph" / "flow").mkdir(parents=True)
-    from tasks import MissingData
+    from posbench.tasks import MissingData
     with pytest.raises(MissingData, match="flow/main.json not found"):
         build_samples(spec, tokenizer, data_paths={"data": str(tmp_path)})
     rec = json.loads((NLGRAPH / "flow" / "main.json").read_text())["0"]

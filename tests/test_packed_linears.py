@@ -4,8 +4,8 @@ dropped whenever the model switches train/eval mode, so evaluations during train
 import torch
 from torch import nn
 
-from harness.model import ModelConfig, PackedLinears, Transformer
-from position_schemes import get_scheme
+from posbench.harness.core.model import ModelConfig, PackedLinears, Transformer
+from posbench.position_schemes import get_scheme
 
 
 def test_packed_equals_separate_and_follows_loads():

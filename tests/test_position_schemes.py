@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from position_schemes import (
+from posbench.position_schemes import (
     LAYER_KINDS,
     RotaryConfig,
     SchemeError,

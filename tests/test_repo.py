@@ -1,5 +1,6 @@
 """RePo: a checkpoint in Sakana's exact format loads as repo, computes what the paper's formula says (checked
-against a plain-torch reference written here, independent of harness/model.py), and decodes through the KV cache
+against a plain-torch reference written here, independent of posbench/harness/core/model.py), and decodes through the
+KV cache
 exactly as the full forward does. Tolerance: max abs logit difference <= 1e-4 in fp32."""
 import pytest
 import torch
@@ -7,9 +8,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tiny_checkpoints import VOCAB, edit_config, hf_model, sakana_checkpoint, save_hf
 
-from harness.checkpoint import CheckpointError, load_model
-from harness.model import ModelConfig, Transformer
-from position_schemes import get_scheme
+from posbench.harness.core.checkpoint import CheckpointError, load_model
+from posbench.harness.core.model import ModelConfig, Transformer
+from posbench.position_schemes import get_scheme
 
 TOL = 1e-4
 

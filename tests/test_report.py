@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from harness.cli import main
-from harness.report import (
+from posbench.harness.cli import main
+from posbench.harness.evaluation.results import RunDir, bootstrap_ci, length_label
+from posbench.harness.reporting.report import (
     Report,
     ReportError,
     depth_bins,
@@ -19,7 +20,6 @@ from harness.report import (
     render_tex,
     write_report,
 )
-from harness.results import RunDir, bootstrap_ci, length_label
 
 RULER_TASKS = [  # name, groups, metric, variant_of, length_controlled, needle?
     ("niah_single_1", ["ruler", "ruler_niah"], "string_match_all", "", True, True),
@@ -317,8 +317,8 @@ def test_needle_depth_accessor_and_bins():
 def test_needle_depths_of_real_ruler_samples(registry, tokenizer):
     """The heatmap reads what the RULER generators write: every niah sample yields its queried needles' depths,
     and a noise-haystack vt sample none."""
-    from harness.data import default_data_root
-    from tasks import build_samples
+    from posbench.harness.evaluation.data import default_data_root
+    from posbench.tasks import build_samples
 
     paths = {"data": str(default_data_root())}
     for task, expected in (("niah_single_2", 1), ("niah_multikey_1", 1), ("niah_multivalue", 4)):

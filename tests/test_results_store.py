@@ -2,7 +2,7 @@
 import json
 import os
 
-from harness.results import RunDir, SampleLog, atomic_write_json, bootstrap_ci, safe_name
+from posbench.harness.evaluation.results import RunDir, SampleLog, atomic_write_json, bootstrap_ci, safe_name
 
 
 def test_partial_last_line_is_dropped_and_appends_continue(tmp_path):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.data import default_data_root
-from tasks import TaskRegistry, build_samples, score_sample
+from posbench.harness.cli import main
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import TaskRegistry, build_samples, score_sample
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = default_data_root()
@@ -103,7 +103,7 @@ def test_a_yaml_only_task_runs_without_code_changes(tmp_path, capsys):
 
 
 def _tokenizer():
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER)
 
 

@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from harness.data import default_data_root
-from tasks import TaskError, TaskRegistry, build_samples
-from tasks.ruler import essays
-from tasks.ruler.common import DEPTHS, NEEDLE, NOISE
-from tasks.ruler.words import SortedPairs, adj_noun_pairs, cwe_pool
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import TaskError, TaskRegistry, build_samples
+from posbench.tasks.ruler import essays
+from posbench.tasks.ruler.common import DEPTHS, NEEDLE, NOISE
+from posbench.tasks.ruler.words import SortedPairs, adj_noun_pairs, cwe_pool
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
@@ -48,7 +48,7 @@ OFFICIAL = {
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER_FILE)
 
 
@@ -98,7 +98,7 @@ def test_adj_noun_pairs_are_strictly_increasing_hence_the_sorted_set():
 def test_size_search_finds_the_largest_fitting_size():
     from types import SimpleNamespace
 
-    from tasks.ruler.common import fit
+    from posbench.tasks.ruler.common import fit
     ctx = SimpleNamespace(task="toy", length=999)
     for per_unit, overhead, budget in ((1.3, 70, 4000), (24.0, 100, 16256), (0.7, 5, 900), (3.0, 0, 31)):
         probes = []
@@ -373,7 +373,7 @@ def test_too_small_length_is_a_clear_error(registry, tokenizer, task, length, me
 
 
 def test_missing_essays_or_punkt_data_name_the_folder(registry, tokenizer, tmp_path):
-    from tasks import MissingData
+    from posbench.tasks import MissingData
     spec = registry.get("niah_single_2")
     with pytest.raises(MissingData, match=f"task niah_single_2: essay haystack not found: {tmp_path}"):
         build_samples(spec, tokenizer, length=2048, num_samples=1, data_paths={"data": str(tmp_path)})

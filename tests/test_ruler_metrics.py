@@ -2,11 +2,11 @@
 the aggregates, against scores computed by hand from the official formulas."""
 import pytest
 
-from tasks import TaskRegistry, aggregate, score_sample
-from tasks.registry import FILTERS, METRICS, ensure_imported
-from tasks.ruler.metrics import average
-from tasks.ruler_repo.metrics import normalize_answer, parse_output
-from tasks.schema import Sample
+from posbench.tasks import TaskRegistry, aggregate, score_sample
+from posbench.tasks.registry import FILTERS, METRICS, ensure_imported
+from posbench.tasks.ruler.metrics import average
+from posbench.tasks.ruler_repo.metrics import normalize_answer, parse_output
+from posbench.tasks.schema import Sample
 
 ensure_imported()
 

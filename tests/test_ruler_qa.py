@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from harness.cli import main
-from harness.data import default_data_root
-from tasks import MissingData, TaskError, TaskRegistry, build_samples
+from posbench.harness.cli import main
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import MissingData, TaskError, TaskRegistry, build_samples
 
 SHARED = default_data_root()
 TOKENIZER = str(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
@@ -54,7 +54,7 @@ def write_hotpot(path, questions=3):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER)
 
 

@@ -1,7 +1,7 @@
 """Sweep files fail before any compute, naming the file, key and value."""
 import pytest
 
-from harness.sweep import SweepError, load_sweep, parse_length, parse_lengths, parse_sweep
+from posbench.harness.evaluation.sweep import SweepError, load_sweep, parse_length, parse_lengths, parse_sweep
 
 GOOD = {"models": [{"label": "a", "path": "/m/a"}, {"label": "b", "path": "/m/b", "scheme": "repo",
                                                       "scheme_params_by_length": {"8k": {"scaling": "yarn"}}}],

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_models import build_tiny_model
 
-from harness.cli import main
-from harness.data import default_data_root
-from harness.tiny import build_tiny_model
+from posbench.harness.cli import main
+from posbench.harness.evaluation.data import default_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = default_data_root() / "tokenizers" / "olmo2_dolma2_tokenizer.json"

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import default_data_root
-from tasks import TaskError, TaskRegistry, build_samples, register_generator, register_loader, score_sample
-from tasks.schema import SampleDraft, aggregate, load_task_file, sample_rng, truncate
+from posbench.harness.evaluation.data import default_data_root
+from posbench.tasks import TaskError, TaskRegistry, build_samples, register_generator, register_loader, score_sample
+from posbench.tasks.schema import SampleDraft, aggregate, load_task_file, sample_rng, truncate
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
@@ -14,7 +14,7 @@ TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from harness.checkpoint import load_tokenizer
+    from posbench.harness.core.checkpoint import load_tokenizer
     return load_tokenizer(TOKENIZER_FILE)
 
 
@@ -60,8 +60,8 @@ num_samples: 3
 
 @pytest.fixture(autouse=True, scope="module")
 def _toy_metric():
-    from tasks import register_metric
-    from tasks.registry import METRICS
+    from posbench.tasks import register_metric
+    from posbench.tasks.registry import METRICS
     if "string_match_all_test" not in METRICS:
         register_metric("string_match_all_test")(
             lambda pred, s: sum(a.lower() in pred.lower() for a in s.answers) / len(s.answers))

@@ -11,10 +11,10 @@ import torch
 import train_toy
 import yaml
 
-from harness.checkpoint import load_model
-from harness.cli import main
-from harness.train import build_model, train
-from harness.train_config import load_train_config
+from posbench.harness.cli import main
+from posbench.harness.core.checkpoint import load_model
+from posbench.harness.training.config import load_train_config
+from posbench.harness.training.train import build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -143,8 +143,8 @@ def test_schemes_start_from_the_same_shared_weights(workdir, tokenizer):
 
 
 def test_gradients_reach_the_repo_position_maps(workdir, tokenizer):
-    from harness.train import batch_loss
-    from harness.train_data import KIND_TEXT
+    from posbench.harness.training.data import KIND_TEXT
+    from posbench.harness.training.train import batch_loss
 
     cfg = load_train_config(config(workdir, "grad", "repo,start_layer=1", tokenizer=tokenizer))
     model, _ = build_model(cfg, load_model(tokenizer)[1])

@@ -11,10 +11,8 @@ import torch
 import train_toy
 import yaml
 
-from harness.tokenizer_training import train_bpe
-from harness.train import batch_loss, lr_at
-from harness.train_config import TextSource, TrainConfigError, load_train_config
-from harness.train_data import (
+from posbench.harness.training.config import TextSource, TrainConfigError, load_train_config
+from posbench.harness.training.data import (
     KIND_ANSWER,
     KIND_PAD,
     KIND_PROMPT,
@@ -27,6 +25,8 @@ from harness.train_data import (
     read_documents,
     text_stream,
 )
+from posbench.harness.training.tokenizer import train_bpe
+from posbench.harness.training.train import batch_loss, lr_at
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 C4 = SHARED / "text" / "c4-sample.01.json.gz"

@@ -3,7 +3,7 @@ filler lines, fitted to the token budget like RULER's niah. Importing this modul
 metric `toy_contains`; `write_task(folder)` writes the task file `toy_kv.yaml`."""
 from pathlib import Path
 
-from tasks import SampleDraft, register_generator, register_metric
+from posbench.tasks import SampleDraft, register_generator, register_metric
 
 KEYS = ["apple", "river", "stone", "cloud", "tiger", "maple", "ocean", "piano", "amber", "lemon", "cedar", "comet"]
 FILLER = "The sky is blue."

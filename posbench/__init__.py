@@ -1,0 +1,1 @@
+"""posbench: compare positional-encoding schemes (RoPE, NoPE, hybrid, RePo) on long-context tasks."""

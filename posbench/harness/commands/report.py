@@ -1,0 +1,30 @@
+"""`eval.py report`: paper-style tables and plots from one or more run directories (result files only)."""
+from posbench.harness.reporting.report import FORMATS
+
+
+def register(sub):
+    p = sub.add_parser("report", help="write report.md (tables), csv/tex tables and plots from run directories",
+                       description="Merge one or more run directories into one report: a table per context length "
+                       "(models as rows, task groups as columns, deltas against a baseline, best in bold), per-task "
+                       "scores with 95% intervals and n, skipped samples with reasons, and PNG plots (score vs "
+                       "length per group, needle heatmaps). Reads manifest.json, summary.csv and samples/ only.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to merge (must not overlap)")
+    p.add_argument("--baseline", metavar="LABEL",
+                   help="model the deltas are against (default: the first rope model, else the first model)")
+    p.add_argument("--format", default="md", metavar="md,csv,tex",
+                   help=f"comma-separated output formats out of {','.join(FORMATS)} (default: md)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: the first RUN_DIR)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from posbench.harness.reporting.report import write_report
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    written = write_report(args.run_dirs, out=args.out, baseline=args.baseline, formats=formats,
+                           plots=not args.no_plots)
+    for path in written:
+        print(path)
+    md = [p for p in written if p.name == "report.md"]
+    print(f"report: {md[0] if md else written[-1].parent}")
+    return 0

@@ -1,0 +1,278 @@
+"""Hugging Face-format checkpoints: a folder with config.json, *.safetensors (one file, or shards listed in
+model.safetensors.index.json) and, optionally, a tokenizer.
+
+    model, tokenizer, info = load_model(path, scheme=None, dtype=torch.float32, device="cpu")
+    info = inspect_model(path, scheme=None)      # the same checks and facts, without reading any tensor data
+    save_model(model, path, tokenizer=None)
+
+Weight names are transformers' (`model.layers.3.self_attn.q_proj.weight`, `lm_head.weight`); RePo maps use
+Sakana's names `model.layers.{i}.self_attn.{gate_map,content_map,final_map}.weight`. The scheme is detected from
+the checkpoint (Sakana's pe_config and the RePo weights) unless the caller forces one.
+"""
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from posbench.harness.core.model import ARCHITECTURES, ModelConfig, Transformer
+from posbench.position_schemes import (
+    Scheme,
+    SchemeError,
+    detect_scheme,
+    format_layer_ids,
+    get_scheme,
+    parse_scheme_spec,
+    repo_weight_layers,
+    sakana_pe_config,
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as asked: the message names the path, key or tensor."""
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+_REPO_NAME = re.compile(r"model\.layers\.(\d+)\.self_attn\.(gate_map|content_map|final_map)\.weight")
+# Stored by some conversions, recomputed by every implementation.
+_RECOMPUTABLE = re.compile(r".*\.rotary_emb\.inv_freq")
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def hf_name(name: str) -> str:
+    """Our parameter name -> the checkpoint's: "model." in front (except lm_head), RePo maps directly under
+    self_attn as Sakana stores them (our Attention nests them in a `repo` module)."""
+    name = name.replace(".self_attn.repo.", ".self_attn.")
+    return name if name.startswith("lm_head.") else "model." + name
+
+
+@dataclass
+class Weight:
+    file: Path
+    shape: list
+    dtype: str  # safetensors' name: F32, BF16, ...
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    hf_config: dict
+    config: ModelConfig
+    weights: dict  # checkpoint name -> Weight
+
+
+def open_checkpoint(path) -> Checkpoint:
+    """Read config.json and the safetensors headers (names, shapes, dtypes); no tensor data."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such directory" if not path.exists() else f"{path}: not a directory")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{config_file}: missing (a checkpoint folder needs config.json)")
+    try:
+        hf_config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+    try:
+        config = ModelConfig.from_hf(hf_config)
+    except ValueError as err:
+        raise CheckpointError(f"{config_file}: {err}") from None
+    return Checkpoint(path, hf_config, config, _read_weight_headers(path))
+
+
+def _read_weight_headers(path: Path) -> dict:
+    index_file = path / "model.safetensors.index.json"
+    if index_file.is_file():
+        try:
+            weight_map = json.loads(index_file.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index_file}: not a safetensors index with a weight_map ({err})") from None
+        files = sorted(set(weight_map.values()))
+        for name in files:
+            if not (path / name).is_file():
+                raise CheckpointError(f"{index_file}: lists shard {name}, which is missing")
+    else:
+        files = sorted(p.name for p in path.glob("*.safetensors"))
+        if not files:
+            raise CheckpointError(f"{path}: no *.safetensors weights (other formats, e.g. pytorch_model.bin, "
+                                  "are not read)")
+    weights = {}
+    for name in files:
+        try:
+            with safe_open(path / name, framework="pt") as f:
+                for key in f.keys():
+                    piece = f.get_slice(key)
+                    weights[key] = Weight(path / name, list(piece.get_shape()), piece.get_dtype())
+        except Exception as err:  # safetensors raises its own SafetensorError for a corrupt header
+            raise CheckpointError(f"{path / name}: cannot read safetensors header ({err})") from None
+    return weights
+
+
+def as_scheme(scheme) -> Scheme:
+    """A Scheme from a Scheme, a spec string ("rope,scaling=yarn,factor=2") or a (name, params) pair."""
+    if isinstance(scheme, Scheme):
+        return scheme
+    name, params = parse_scheme_spec(scheme) if isinstance(scheme, str) else scheme
+    return get_scheme(name, **params)
+
+
+def _format_names(names, limit=3) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transformer, dict]:
+    """The model for this checkpoint and scheme, with every weight checked; tensor data is read unless device is
+    meta. Returns (model, info)."""
+    path = ckpt.path
+    try:  # a checkpoint whose pe_config and weights disagree is the checkpoint's problem: name it
+        detected = as_scheme(detect_scheme(ckpt.hf_config, ckpt.weights)) if scheme is None else None
+        repo_weight_layers(ckpt.weights)  # a layer with only part of the RePo maps is an error in any scheme
+    except SchemeError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    chosen = as_scheme(scheme) if scheme is not None else detected  # a bad forced scheme stays a SchemeError
+    with torch.device("meta"):  # no memory and no init cost: every parameter is loaded or initialised below
+        model = Transformer(ckpt.config, chosen).to(dtype)
+    params = {hf_name(name): p for name, p in model.named_parameters()}
+
+    # Which expected weights are absent, mis-shaped or unexpected.
+    missing = [name for name in params if name not in ckpt.weights]
+    fresh_layers = sorted({int(_REPO_NAME.fullmatch(n)[1]) for n in missing if _REPO_NAME.fullmatch(n)})
+    others = [name for name in missing if not _REPO_NAME.fullmatch(name)]
+    if others:
+        first = others[0]
+        raise CheckpointError(f"{path}: missing weight {first} (expected shape {list(params[first].shape)})"
+                              + (f"; also missing {_format_names(others[1:])}" if len(others) > 1 else ""))
+    if fresh_layers and not chosen.params.get("fresh_init"):
+        raise CheckpointError(
+            f"{path}: scheme {chosen.spec()} needs RePo weights (model.layers.{{i}}.self_attn.gate_map, content_map, "
+            f"final_map) in layers {format_layer_ids(fresh_layers)}, which the checkpoint lacks; add fresh_init=true "
+            f"to initialise them (std {chosen.params['init_std']})")
+    for name, p in params.items():
+        weight = ckpt.weights.get(name)
+        if weight is not None and weight.shape != list(p.shape):
+            raise CheckpointError(f"{path}: weight {name} in {weight.file.name} has shape {weight.shape}, "
+                                  f"expected {list(p.shape)}")
+    unused_repo, unexpected = [], []
+    for name in ckpt.weights:
+        if name in params or _RECOMPUTABLE.fullmatch(name):
+            continue
+        if name == "lm_head.weight" and ckpt.config.tie_word_embeddings:
+            continue  # tied: transformers ignores a stored copy too
+        (unused_repo if _REPO_NAME.fullmatch(name) else unexpected).append(name)
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected weight {unexpected[0]} in {ckpt.weights[unexpected[0]].file.name} "
+                              f"(no such parameter in a {ckpt.config.model_type} model)"
+                              + (f"; also {_format_names(unexpected[1:])}" if len(unexpected) > 1 else ""))
+    unused_layers = sorted({int(_REPO_NAME.fullmatch(n)[1]) for n in unused_repo})
+    if unused_layers:
+        warnings.warn(f"{path}: ignoring the RePo weights of layers {format_layer_ids(unused_layers)}: scheme "
+                      f"{chosen.spec()} does not use RePo there", stacklevel=3)
+
+    device = torch.device(device)
+    if device.type != "meta":
+        model.to_empty(device=device)
+        params = {hf_name(name): p for name, p in model.named_parameters()}  # to_empty made new tensors
+        with torch.no_grad():
+            for file in sorted({ckpt.weights[name].file for name in params if name in ckpt.weights}):
+                with safe_open(file, framework="pt") as f:
+                    for name in f.keys():
+                        if name in params:
+                            params[name].copy_(f.get_tensor(name))
+            for layer in fresh_layers:
+                model.layers[layer].self_attn.repo.reset_parameters(chosen.params["init_std"])
+    model.eval()
+
+    counts = model.parameter_counts()
+    stored = sorted({_SAFETENSORS_DTYPES.get(w.dtype, w.dtype) for w in ckpt.weights.values()})
+    info = {
+        "path": str(path),
+        "architecture": ckpt.config.model_type,
+        "hf_class": ARCHITECTURES[ckpt.config.model_type],
+        "num_layers": ckpt.config.num_layers,
+        "hidden_size": ckpt.config.hidden_size,
+        "num_heads": ckpt.config.num_heads,
+        "num_kv_heads": ckpt.config.num_kv_heads,
+        "head_dim": ckpt.config.head_dim,
+        "vocab_size": ckpt.config.vocab_size,
+        "max_position_embeddings": ckpt.config.max_position_embeddings,
+        "num_parameters": counts["total"],
+        "repo_parameters": counts["repo"],
+        "dtype": str(dtype).removeprefix("torch."),
+        "stored_dtype": stored[0] if len(stored) == 1 else stored,
+        "scheme": chosen.describe(),
+        "scheme_spec": chosen.spec(),
+        "detected_scheme": detected.spec() if detected is not None else None,
+        "layer_schemes": list(model.layer_kinds),
+        "rope_parameters": dict(model.rope_parameters),
+        "fresh_repo_layers": fresh_layers,
+        "unused_weights": sorted(unused_repo),
+    }
+    return model, info
+
+
+def inspect_model(path, scheme=None) -> dict:
+    """load_model's checks and info, on the meta device: nothing but headers is read (instant, even for 7B)."""
+    return _build(open_checkpoint(path), scheme, torch.float32, "meta")[1]
+
+
+def load_model(path, scheme=None, dtype: torch.dtype = torch.float32, device="cpu"):
+    """(model, tokenizer or None, info) from a checkpoint folder.
+
+    scheme: None (detect from the checkpoint), a spec string ("repo,start_layer=5"), a (name, params) pair or a
+    Scheme. Raises CheckpointError (missing folder, unsupported model_type, missing, mis-shaped or unexpected
+    weights) or SchemeError (bad scheme).
+    """
+    ckpt = open_checkpoint(path)
+    model, info = _build(ckpt, scheme, dtype, device)
+    return model, load_tokenizer(ckpt.path), info
+
+
+def load_tokenizer(path):
+    """The tokenizer of a checkpoint folder (None if it has no tokenizer files), or of a bare tokenizer.json file.
+    Local files only, never remote code."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        if path.is_file():
+            return PreTrainedTokenizerFast(tokenizer_file=str(path))
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except Exception as err:  # the Rust tokenizers library raises a bare Exception for an unreadable file
+        raise CheckpointError(f"{path}: cannot load the tokenizer ({err})") from None
+
+
+def save_model(model: Transformer, path, tokenizer=None) -> Path:
+    """Write model (and tokenizer) as a transformers checkpoint that load_model reads back identically.
+
+    config.json is the source config with our fields, the scheme's RoPE parameters (rope_parameters, 5.x form)
+    and Sakana's pe_config describing the layer kinds; transformers itself loads everything but the RePo maps.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {hf_name(name): t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+    # Legacy keys would override rope_parameters when transformers reads the file back.
+    legacy = ("rope_scaling", "rope_theta", "partial_rotary_factor", "torch_dtype")
+    hf = {k: v for k, v in model.config.hf_config.items() if k not in legacy}
+    hf.update(model.config.to_hf())
+    rope = dict(model.rope_parameters)
+    if rope.get("partial_rotary_factor") == 1.0:
+        del rope["partial_rotary_factor"]
+    hf["rope_parameters"] = rope
+    hf["pe_config"] = sakana_pe_config(model.layer_kinds)
+    hf["dtype"] = str(model.embed_tokens.weight.dtype).removeprefix("torch.")
+    (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))
+    return path

@@ -1,0 +1,172 @@
+"""The schemes: per layer, whether q and k rotate by integer positions (rope), not at all (nope) or by learned
+per-head positions (repo), and with which RoPE frequencies.
+
+Every scheme answers the same four questions:
+  layer_kinds(num_layers)            -> ["rope" | "nope" | "repo"] per layer
+  rope_parameters(rotary)            -> the resolved transformers-style rope_parameters dict (validates early)
+  frequencies(rotary, seq_len=None)  -> (inv_freq fp32 [R/2], attention_scaling)
+  describe()                         -> {"name": ..., "params": {...}} for manifests
+"""
+from .base import RotaryConfig, SchemeError, format_layer_ids
+from .frequencies import LENGTH_DEPENDENT, SCALING_PARAMS, resolve_rope_parameters, rope_frequencies
+
+
+def _check_type(scheme: str, key: str, value, expected):
+    """value as the declared type (an int is fine where a float is expected); SchemeError otherwise."""
+    if expected is None or value is None:
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(expected, expected)
+    raise SchemeError(f"scheme {scheme}: {key} must be {wanted}, got {value!r}")
+
+
+class Scheme:
+    """Base class. Subclasses set `name`, `summary` (one line for `eval.py list schemes`) and `param_types`
+    (key -> (type or None, default)); instances hold the resolved values in `self.params`."""
+    name = ""
+    summary = ""
+    param_types: dict = SCALING_PARAMS
+    allowed_scaling = None  # None: every RoPE variant
+
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(self.param_types))
+        if unknown:
+            valid = ", ".join(self.param_types) or "none"
+            raise SchemeError(f"scheme {self.name}: unknown parameter {unknown[0]!r} (valid: {valid})")
+        self.params = {key: default for key, (_, default) in self.param_types.items()}
+        for key, value in params.items():
+            self.params[key] = _check_type(self.name, key, value, self.param_types[key][0])
+
+    def layer_kinds(self, num_layers: int) -> list[str]:
+        raise NotImplementedError
+
+    def rope_parameters(self, rotary: RotaryConfig) -> dict:
+        overrides = {k: v for k, v in self.params.items() if k in SCALING_PARAMS}
+        return resolve_rope_parameters(self.name, rotary, overrides, self.allowed_scaling)
+
+    def length_dependent(self, rotary: RotaryConfig) -> bool:
+        """Whether frequencies() must be recomputed per forward from the current length (dynamic NTK, LongRoPE)."""
+        return self.rope_parameters(rotary)["rope_type"] in LENGTH_DEPENDENT
+
+    def frequencies(self, rotary: RotaryConfig, seq_len: int | None = None):
+        """(inv_freq fp32 [R/2], attention_scaling). seq_len = max position + 1, used by length-dependent variants."""
+        return rope_frequencies(rotary, self.rope_parameters(rotary), seq_len)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "params": {k: v for k, v in self.params.items() if v is not None}}
+
+    def spec(self) -> str:
+        """The `NAME[,key=value...]` string that rebuilds this scheme through parse_scheme_spec."""
+        parts = [self.name]
+        for key, value in self.describe()["params"].items():
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, (list, tuple)):
+                value = "[" + ",".join(map(str, value)) + "]"
+            parts.append(f"{key}={value}")
+        return ",".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<scheme {self.spec()}>"
+
+
+class RopeScheme(Scheme):
+    name = "rope"
+    summary = ("integer RoPE in every layer; scaling from the checkpoint or scaling=none|linear|dynamic|yarn|llama3|"
+               "longrope with factor=, original_max_position_embeddings=, theta=, ...")
+
+    def layer_kinds(self, num_layers):
+        return ["rope"] * num_layers
+
+
+class NopeScheme(Scheme):
+    name = "nope"
+    summary = "no rotation in any layer (what a checkpoint with dynamic_pe_mode 'nope' and no layer ids runs)"
+    param_types = {}
+
+    def layer_kinds(self, num_layers):
+        return ["nope"] * num_layers
+
+
+def _parse_layer_list(scheme: str, key: str, value) -> list[int]:
+    """[3, 7], 3 or "3,7" -> [3, 7]."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        return sorted({int(str(v).strip()) for v in items if str(v).strip()})
+    except (TypeError, ValueError):
+        raise SchemeError(f"scheme {scheme}: {key} must be layer numbers like [3,7] or '3,7', got {value!r}") from None
+
+
+class HybridScheme(Scheme):
+    name = "hybrid"
+    summary = ("RoPE with some NoPE layers: pattern=RRRN repeats over depth (N = NoPE: layers 3, 7, ...) "
+               "or nope_layers=[3,7]; RoPE layers take rope's scaling parameters")
+    param_types = {"pattern": (str, None), "nope_layers": (None, None)} | SCALING_PARAMS
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        pattern, layers = self.params["pattern"], self.params["nope_layers"]
+        if (pattern is None) == (layers is None):
+            raise SchemeError("scheme hybrid: give exactly one of pattern (e.g. pattern=RRRN) or nope_layers "
+                              "(e.g. nope_layers=[3,7])")
+        if pattern is not None:
+            pattern = pattern.upper()
+            if not pattern or set(pattern) - {"R", "N"}:
+                raise SchemeError(f"scheme hybrid: pattern must be letters R (RoPE) and N (NoPE), got {pattern!r}")
+            self.params["pattern"] = pattern
+        else:
+            self.params["nope_layers"] = _parse_layer_list(self.name, "nope_layers", layers)
+
+    def layer_kinds(self, num_layers):
+        pattern = self.params["pattern"]
+        if pattern is not None:
+            return ["nope" if pattern[i % len(pattern)] == "N" else "rope" for i in range(num_layers)]
+        nope = set(self.params["nope_layers"])
+        outside = sorted(i for i in nope if not 0 <= i < num_layers)
+        if outside:
+            raise SchemeError(f"scheme hybrid: nope_layers {format_layer_ids(outside)} outside the model's "
+                              f"layers 0-{num_layers - 1}")
+        return ["nope" if i in nope else "rope" for i in range(num_layers)]
+
+
+class RepoScheme(Scheme):
+    """RePo (Sakana AI, arXiv 2512.14391): layers >= start_layer rotate each head by a position the layer predicts
+    from its own input (posbench.position_schemes.repo.RepoPositions); earlier layers use integer RoPE. Scaling, if any,
+    rescales the frequencies of both kinds of layer, as the authors' vLLM path does with YaRN at 8K/16K.
+    """
+    name = "repo"
+    summary = ("learned per-head positions in layers >= start_layer (default 5), RoPE below; scaling=linear|yarn "
+               "applies to both; fresh_init=true initialises RePo weights the checkpoint lacks (init_std 0.02)")
+    param_types = {"start_layer": (int, 5), "fresh_init": (bool, False), "init_std": (float, 0.02)} | SCALING_PARAMS
+    # Learned positions are not token counts, so variants that switch on the current length make no sense here.
+    allowed_scaling = ("default", "linear", "yarn", "llama3")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params["start_layer"] < 0:
+            raise SchemeError(f"scheme repo: start_layer must be >= 0, got {self.params['start_layer']}")
+        if self.params["init_std"] <= 0:
+            raise SchemeError(f"scheme repo: init_std must be > 0, got {self.params['init_std']}")
+
+    def layer_kinds(self, num_layers):
+        start = self.params["start_layer"]
+        if start >= num_layers:
+            raise SchemeError(f"scheme repo: start_layer {start} leaves no RePo layer in a {num_layers}-layer model "
+                              f"(valid: 0-{num_layers - 1})")
+        return ["rope" if i < start else "repo" for i in range(num_layers)]
+
+    def describe(self):
+        # init_std and fresh_init only matter when weights are created; keep them in the manifest only then.
+        out = super().describe()
+        if not self.params["fresh_init"]:
+            out["params"].pop("fresh_init")
+            out["params"].pop("init_std")
+        return out
+
+
+SCHEMES = {cls.name: cls for cls in (RopeScheme, NopeScheme, HybridScheme, RepoScheme)}

@@ -1,0 +1,143 @@
+"""Registries by name: sample sources (generators and loaders), metrics, text filters; and the task registry that
+finds YAML files and resolves task and group names.
+
+A generator builds one sample from a seeded RNG and a token budget; a loader reads records from a data file. Both are
+plain functions registered with a decorator, so a YAML file can name them and pass keyword parameters, which are
+checked against the function's signature before any sample is built.
+"""
+import importlib
+import inspect
+from pathlib import Path
+
+from posbench.tasks.errors import TaskError
+
+GENERATORS: dict = {}
+LOADERS: dict = {}
+METRICS: dict = {}
+FILTERS: dict = {}
+
+# Every subpackage of posbench/tasks/ (posbench/tasks/metrics, posbench/tasks/ruler, ...) registers its sources,
+# metrics and filters when
+# imported. They are imported lazily, once, the first time a registry is read.
+_imported = False
+
+BUILTIN_TASK_DIR = Path(__file__).resolve().parent
+
+
+def _register(table: dict, kind: str, name: str, fn=None):
+    def deco(f):
+        if name in table and table[name] is not f:
+            raise TaskError(f"two {kind}s registered as {name!r}: {table[name].__module__} and {f.__module__}")
+        table[name] = f
+        return f
+    return deco(fn) if fn is not None else deco
+
+
+def register_generator(name):
+    """Register `fn(ctx: SampleContext, **params) -> SampleDraft` under `name`."""
+    return _register(GENERATORS, "generator", name)
+
+
+def register_loader(name):
+    """Register `fn(ctx: LoaderContext, **params) -> list[SampleDraft]` (every record, in official order)."""
+    return _register(LOADERS, "loader", name)
+
+
+def register_metric(name, *, aggregate="mean", scale=100.0, higher_is_better=True):
+    """Register a per-sample metric `fn(prediction, sample) -> float in [0, 1]`.
+
+    `prediction` is the generated text for generation tasks and the list of choice log-likelihoods for multiple-choice
+    tasks. Aggregates are the mean times `scale` (RULER and LongBench report 0-100).
+    """
+    def deco(f):
+        f.aggregate, f.scale, f.higher_is_better = aggregate, scale, higher_is_better
+        return _register(METRICS, "metric", name, f)
+    return deco
+
+
+def register_filter(name):
+    """Register a text filter `fn(text) -> text` applied to predictions before metrics (YAML `postprocess`)."""
+    return _register(FILTERS, "filter", name)
+
+
+def ensure_imported():
+    global _imported
+    if not _imported:
+        _imported = True
+        for init in sorted(BUILTIN_TASK_DIR.glob("*/__init__.py")):
+            importlib.import_module(f"posbench.tasks.{init.parent.name}")
+
+
+def lookup(table: dict, kind: str, name: str, where: str):
+    ensure_imported()
+    if name not in table:
+        known = ", ".join(sorted(table)) or "(none)"
+        raise TaskError(f"{where}: unknown {kind} {name!r}; known {kind}s: {known}")
+    return table[name]
+
+
+def check_params(fn, params: dict, where: str, skip=("ctx",)):
+    """Every YAML parameter must be a keyword the function accepts; required ones must be present."""
+    sig = inspect.signature(fn)
+    accepted = {n: p for n, p in sig.parameters.items() if n not in skip}
+    for key in params:
+        if key not in accepted:
+            raise TaskError(f"{where}: unknown parameter {key!r} for {fn.__name__}; "
+                            f"accepted: {', '.join(accepted) or '(none)'}")
+    for n, p in accepted.items():
+        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD and n not in params:
+            raise TaskError(f"{where}: missing parameter {n!r} for {fn.__name__}")
+
+
+class TaskRegistry:
+    """All task YAML files under posbench/tasks/ plus any --include-path folders, by task name and by group."""
+
+    def __init__(self, include_paths=()):
+        from posbench.tasks.schema import load_task_file
+
+        self._specs = {}
+        folders = [BUILTIN_TASK_DIR] + [Path(p) for p in include_paths]
+        for folder in folders:
+            if not folder.is_dir():
+                raise TaskError(f"task folder {folder} does not exist")
+            for path in sorted(folder.rglob("*.yaml")):
+                if "lm_eval" in path.relative_to(folder).parts[:-1]:
+                    continue  # lm-evaluation-harness task files (posbench/tasks/general/lm_eval/), read by lm-eval only
+                spec = load_task_file(path)
+                if spec.name in self._specs:
+                    other = self._specs[spec.name].path
+                    raise TaskError(f"{path}: task {spec.name!r} is already defined in {other}")
+                self._specs[spec.name] = spec
+
+    def tasks(self):
+        return sorted(self._specs.values(), key=lambda s: s.name)
+
+    def groups(self) -> dict:
+        out = {}
+        for spec in self.tasks():
+            for g in spec.groups:
+                out.setdefault(g, []).append(spec.name)
+        return dict(sorted(out.items()))
+
+    def get(self, name: str):
+        if name not in self._specs:
+            raise TaskError(f"unknown task {name!r}; see `python eval.py list tasks`")
+        return self._specs[name]
+
+    def resolve(self, names) -> list:
+        """Task or group names (a list or a comma-separated string) -> task specs, each once, in the given order."""
+        if isinstance(names, str):
+            names = [n for n in names.split(",") if n.strip()]
+        groups = self.groups()
+        out = []
+        for raw in names:
+            name = raw.strip()
+            if name in self._specs:
+                members = [name]
+            elif name in groups:
+                members = groups[name]
+            else:
+                raise TaskError(f"unknown task or group {name!r}; see `python eval.py list tasks` "
+                                f"and `python eval.py list groups`")
+            out.extend(m for m in members if m not in out)
+        return [self._specs[m] for m in out]

@@ -1,2 +1,0 @@
-"""LongBench v1: official jsonl loader, prompts (in the YAML files), metrics, LongBench-E and the RePo variant."""
-from tasks.longbench import loader, metrics  # noqa: F401  (registers the loader and metrics)

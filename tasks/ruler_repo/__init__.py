@@ -1,3 +1,0 @@
-"""The RePo authors' RULER (SakanaAI/repo: OLMES tasks + HELMET loader), as named variants of tasks/ruler: their
-templates and generation lengths, scored on answer prefix + generation. Importing registers their metrics."""
-from tasks.ruler_repo import metrics  # noqa: F401  (registration)

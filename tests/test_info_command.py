@@ -26,7 +26,7 @@ def test_info_json_detects_repo_from_layer_5(capsys, sakana):
     info = info_json(capsys, sakana)
     assert info["architecture"] == "olmo2" and info["num_layers"] == 16
     assert info["layer_schemes"] == ["rope"] * 5 + ["repo"] * 11
-    assert info["num_parameters"] > info["repo_parameters"] > 0
+    assert info["num_parameters"] > info["position_parameters"] > 0
     assert info["max_position_embeddings"] == 64 and info["stored_dtype"] == "float32"
 
 
@@ -34,14 +34,14 @@ def test_info_json_with_forced_nope(capsys, sakana):
     with pytest.warns(UserWarning, match="ignoring the RePo weights of layers 5-15"):
         info = info_json(capsys, sakana, "--scheme", "nope")
     assert info["layer_schemes"] == ["nope"] * 16
-    assert info["repo_parameters"] == 0 and info["detected_scheme"] is None
+    assert info["position_parameters"] == 0 and info["detected_scheme"] is None
 
 
 def test_info_text_through_eval_py(sakana):
     out = subprocess.run([sys.executable, "eval.py", "info", str(sakana)], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert "layers 0-4 rope, 5-15 repo" in out
-    assert "RePo adds" in out and "olmo2 (Olmo2ForCausalLM)" in out
+    assert "position layers add" in out and "olmo2 (Olmo2ForCausalLM)" in out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -6,7 +6,7 @@ import torch
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from posbench.position_schemes import (
-    LAYER_KINDS,
+    POSITION_LAYERS,
     RotaryConfig,
     SchemeError,
     detect_scheme,
@@ -67,7 +67,7 @@ def test_layer_kinds():
     assert scheme("hybrid,nope_layers=[3,7]").layer_kinds(8) == kinds[:8]
     assert get_scheme("hybrid", nope_layers="3,7").layer_kinds(8) == kinds[:8]
     assert scheme("repo").layer_kinds(16) == ["rope"] * 5 + ["repo"] * 11
-    assert set(scheme("repo,start_layer=0").layer_kinds(4)) <= set(LAYER_KINDS)
+    assert set(scheme("repo,start_layer=0").layer_kinds(4)) <= set(POSITION_LAYERS)
     assert format_layer_kinds(scheme("repo").layer_kinds(16)) == "layers 0-4 rope, 5-15 repo"
     with pytest.raises(SchemeError, match="nope_layers 9 outside the model's layers 0-7"):
         scheme("hybrid,nope_layers=[3,9]").layer_kinds(8)

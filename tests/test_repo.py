@@ -63,7 +63,7 @@ def test_sakana_checkpoint_matches_the_formula(tmp_path):
     model, _, info = load_model(path)
     assert info["scheme"] == {"name": "repo", "params": {"start_layer": 5}}
     assert info["layer_schemes"] == ["rope"] * 5 + ["repo"] * 11
-    assert info["repo_parameters"] == 11 * (2 * 64 * 8 + 8 * 4)
+    assert info["position_parameters"] == 11 * (2 * 64 * 8 + 8 * 4)
     torch.manual_seed(3)
     ids = torch.randint(0, VOCAB, (2, 16))
     logits, positions = model(ids, return_positions=True)
@@ -98,8 +98,8 @@ def test_repo_with_gqa_and_yarn_decodes_like_the_full_forward(tmp_path):
     path = save_hf(hf_model("llama", num_attention_heads=8, num_key_value_heads=2), tmp_path / "llama")
     spec = "repo,start_layer=1,fresh_init=true,init_std=0.3,scaling=yarn,factor=2,original_max_position_embeddings=8"
     model, _, info = load_model(path, scheme=spec)
-    assert info["fresh_repo_layers"] == [1, 2, 3]
-    assert model.layers[1].self_attn.repo.final_map.weight.shape == (2, 64 // 8)
+    assert info["fresh_position_layers"] == [1, 2, 3]
+    assert model.layers[1].self_attn.position.final_map.weight.shape == (2, 64 // 8)
     assert info["rope_parameters"]["rope_type"] == "yarn"
     ids = torch.randint(0, VOCAB, (2, 10))
     full, positions = model(ids, return_positions=True)
@@ -132,8 +132,9 @@ def test_fresh_init_follows_the_authors_init(tmp_path):
     path = save_hf(hf_model("olmo2", num_hidden_layers=8, hidden_size=256), tmp_path / "plain")
     torch.manual_seed(0)
     model, _, info = load_model(path, scheme="repo,fresh_init=true")
-    assert info["fresh_repo_layers"] == [5, 6, 7]
-    weights = torch.cat([p.flatten() for p in model.layers[5].self_attn.repo.parameters()])
+    assert info["fresh_position_layers"] == [5, 6, 7]
+    attn = model.layers[5].self_attn
+    weights = torch.cat([w.flatten() for w in [*attn.position_maps().values(), attn.position.final_map.weight]])
     assert weights.abs().max() <= 0.06 + 1e-7, "truncated at 3 std = 0.06"
     assert 0.015 < weights.std() < 0.02, "std 0.02 before truncation (about 0.0176 after)"
     model(torch.randint(0, VOCAB, (1, 5)))  # runs
@@ -159,4 +160,4 @@ def test_olmo2_1b_shapes_give_the_published_parameter_counts():
         "rope_theta": 500000, "rms_norm_eps": 1e-6, "tie_word_embeddings": False})
     with torch.device("meta"):
         model = Transformer(config, get_scheme("repo"))
-    assert model.parameter_counts() == {"total": 1_484_916_736 + 11_579_392, "repo": 11_579_392}
+    assert model.parameter_counts() == {"total": 1_484_916_736 + 11_579_392, "position": 11_579_392}

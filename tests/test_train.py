@@ -12,7 +12,7 @@ import train_toy
 import yaml
 
 from posbench.harness.cli import main
-from posbench.harness.core.checkpoint import load_model
+from posbench.harness.core.checkpoint import checkpoint_tensors, load_model, position_weight_layers
 from posbench.harness.training.config import load_train_config
 from posbench.harness.training.train import build_model, train
 
@@ -97,7 +97,7 @@ def test_scheme_learns_checkpoints_resumes_and_loads(workdir, tokenizer, capsys,
     assert sorted(p.name for p in whole.glob("step_*")) == ["step_00004", "step_00008"]
     info = info_json(capsys, whole / "final")
     assert info["layer_schemes"] == SCHEMES[scheme]
-    assert (info["repo_parameters"] > 0) == (name == "repo")
+    assert (info["position_parameters"] > 0) == (name == "repo")
     card = (whole / "final" / "README.md").read_text()
     assert f"`{scheme}`" in card and "8 x 4 rows = 2,048 tokens seen" in card
     manifest = json.loads((whole / "train_manifest.json").read_text())
@@ -121,22 +121,23 @@ def test_rope_checkpoint_converts_to_repo_with_fresh_maps_that_learn(workdir, to
     path = config(workdir, "convert", "repo,start_layer=2", model=model, steps=3, checkpoint_every=3, lr=3e-3)
     cfg = load_train_config(path)
     start, _ = build_model(cfg, load_model(tokenizer)[1])   # the weights training starts from (same seed)
-    maps = {k: v.clone() for k, v in start.state_dict().items() if ".repo." in k}
+    maps = {k: v.clone() for k, v in checkpoint_tensors(start).items() if k in position_weight_layers(start)}
     assert len(maps) == 6 and all(0 < v.std() < 0.03 for v in maps.values())   # fresh, std 0.02
 
     train(cfg, workdir / "convert", progress=False)
     info = info_json(capsys, workdir / "convert" / "final")
-    assert info["layer_schemes"] == ["rope"] * 2 + ["repo"] * 2 and info["fresh_repo_layers"] == []
-    trained = load_model(workdir / "convert" / "final")[0].state_dict()
+    assert info["layer_schemes"] == ["rope"] * 2 + ["repo"] * 2 and info["fresh_position_layers"] == []
+    trained = checkpoint_tensors(load_model(workdir / "convert" / "final")[0])
     assert all(not torch.equal(trained[k], maps[k]) for k in maps)               # every RePo map was updated
-    rope = load_model(tokenizer)[0].state_dict()
-    assert not torch.equal(trained["layers.0.mlp.up_proj.weight"], rope["layers.0.mlp.up_proj.weight"])
+    rope = checkpoint_tensors(load_model(tokenizer)[0])
+    up = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(trained[up], rope[up])
 
 
 def test_schemes_start_from_the_same_shared_weights(workdir, tokenizer):
     tok = load_model(tokenizer)[1]
-    models = {s: build_model(load_train_config(config(workdir, "init", s, tokenizer=tokenizer)), tok)[0].state_dict()
-              for s in SCHEMES}
+    models = {s: checkpoint_tensors(build_model(load_train_config(config(workdir, "init", s, tokenizer=tokenizer)),
+                                                tok)[0]) for s in SCHEMES}
     rope = models["rope"]
     for scheme, weights in models.items():
         assert set(rope) <= set(weights) and all(torch.equal(rope[k], weights[k]) for k in rope), scheme
@@ -151,7 +152,12 @@ def test_gradients_reach_the_repo_position_maps(workdir, tokenizer):
     ids = torch.randint(0, 300, (2, 33))
     objective, _ = batch_loss(model(ids[:, :-1]), ids[:, 1:], torch.full((2, 32), KIND_TEXT), 1.0, 1e-5)
     objective.backward()
-    grads = {n: p.grad for n, p in model.named_parameters() if ".repo." in n}
+    grads = {}  # per position weight, its gradient (rows of the fused q/k/v weight's for RePo's input maps)
+    for layer in model.layers[1:]:
+        attn = layer.self_attn
+        for name in attn.position.input_maps:
+            grads[(layer, name)] = attn.qkv_proj.weight.grad[attn.qkv_proj.rows(name)]
+        grads[(layer, "final_map")] = attn.position.final_map.weight.grad
     assert len(grads) == 9 and all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
 

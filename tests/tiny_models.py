@@ -7,7 +7,13 @@ from pathlib import Path
 
 import torch
 
-from posbench.harness.core.checkpoint import as_scheme, load_tokenizer, save_model
+from posbench.harness.core.checkpoint import (
+    as_scheme,
+    checkpoint_tensors,
+    load_tokenizer,
+    position_weight_layers,
+    save_model,
+)
 from posbench.harness.core.model import ModelConfig, Transformer
 
 
@@ -36,12 +42,11 @@ def build_tiny_model(path, tokenizer_path, scheme="rope", seed=0, **config) -> P
     config.setdefault("vocab_size", (len(tokenizer) + 63) // 64 * 64)
     cfg = ModelConfig.from_hf(tiny_config(tokenizer=tokenizer, **config))
     scheme = as_scheme(scheme)
-    if scheme.name == "repo" and not scheme.params.get("fresh_init"):
-        scheme = as_scheme((scheme.name, {**scheme.params, "fresh_init": True}))
     torch.manual_seed(seed)
     model = Transformer(cfg, scheme)
+    position = position_weight_layers(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for name, p in checkpoint_tensors(model).items():
             if p.dim() >= 2:
-                p.normal_(0.0, 0.3 if "repo" not in name else 0.02)
+                p.normal_(0.0, 0.3 if name not in position else 0.02)
     return save_model(model, path, tokenizer)

@@ -1,7 +1,5 @@
-"""What every part of position_schemes shares: the error type and the rotary facts a model hands over."""
+"""What every part of position_schemes shares: the error type and the facts a model hands over."""
 from dataclasses import dataclass, field
-
-LAYER_KINDS = ("rope", "nope", "repo")
 
 
 class SchemeError(ValueError):
@@ -25,6 +23,15 @@ class RotaryConfig:
     def rotary_dim(self) -> int:
         """R: the leading dims of each head that rotate (the rest pass through)."""
         return int(self.head_dim * self.partial_rotary_factor)
+
+
+@dataclass(frozen=True)
+class PositionShape:
+    """The attention shape a position layer is built for."""
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
 
 
 def format_layer_kinds(kinds: list[str]) -> str:

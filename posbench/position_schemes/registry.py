@@ -123,7 +123,8 @@ def _start_layer(key: str, value) -> int:
 
 
 def detect_scheme(hf_config: dict, weight_names) -> tuple[str, dict]:
-    """(name, params) of the scheme a checkpoint was trained with, from Sakana's `pe_config` and the weights.
+    """(name, params) of the scheme a checkpoint was trained with: the spec posbench recorded (`posbench_scheme`),
+    else from Sakana's `pe_config` and the weights.
 
     A layer uses the pe_config mode iff it is listed in layer_ids (empty: all) and >= start_layer; the others use
     plain RoPE. Config and weights must agree on which layers carry RePo maps. The checkpoint's RoPE scaling is not
@@ -132,6 +133,15 @@ def detect_scheme(hf_config: dict, weight_names) -> tuple[str, dict]:
     num_layers = hf_config.get("num_hidden_layers")
     if not isinstance(num_layers, int) or num_layers < 1:
         raise SchemeError(f"config num_hidden_layers must be a positive integer, got {num_layers!r}")
+    recorded = hf_config.get("posbench_scheme")
+    if recorded is not None:  # written by save_model: any registered scheme, a subclass's own included
+        if not isinstance(recorded, str):
+            raise SchemeError(f"config posbench_scheme must be a scheme spec string, got {recorded!r}")
+        name, params = parse_scheme_spec(recorded)
+        if name not in SCHEMES:
+            raise SchemeError(f"config posbench_scheme {recorded!r}: scheme {name!r} is not defined in this process "
+                              f"(defined: {', '.join(SCHEMES)}); import the module that defines it, or force a scheme")
+        return name, params
     pe = hf_config.get("pe_config") or {}
     mode = pe.get("dynamic_pe_mode") or "none"
     if mode not in _PE_MODES:
@@ -164,10 +174,12 @@ def detect_scheme(hf_config: dict, weight_names) -> tuple[str, dict]:
     return "hybrid", {"nope_layers": active}
 
 
-def sakana_pe_config(layer_kinds: list[str]) -> dict:
+def sakana_pe_config(layer_kinds: list[str]) -> dict | None:
     """The pe_config Sakana's code would write for these layer kinds (inverse of detect_scheme), with the start-layer
     and layer-id keys in both spellings: their transformers and vLLM forks read dynmaic_*, their training config
-    dynamic_*."""
+    dynamic_*. None when a layer is of a kind their code does not know."""
+    if set(layer_kinds) - {"rope", "nope", "repo"}:
+        return None
     if "repo" in layer_kinds:  # RePo layers always run from the start layer to the last
         mode, start, ids = "swigluex_multihead", layer_kinds.index("repo"), ""
     elif "nope" in layer_kinds:

@@ -1,14 +1,21 @@
 """The schemes: per layer, whether q and k rotate by integer positions (rope), not at all (nope) or by learned
 per-head positions (repo), and with which RoPE frequencies.
 
-Every scheme answers the same four questions:
-  layer_kinds(num_layers)            -> ["rope" | "nope" | "repo"] per layer
+Every scheme answers the same questions:
+  layer_kinds(num_layers)            -> a kind per layer ("rope", "nope", "repo" or a kind of its own)
+  position_layers(shape, num_layers) -> the PositionLayer module of each layer (posbench/position_schemes/layers.py)
   rope_parameters(rotary)            -> the resolved transformers-style rope_parameters dict (validates early)
   frequencies(rotary, seq_len=None)  -> (inv_freq fp32 [R/2], attention_scaling)
   describe()                         -> {"name": ..., "params": {...}} for manifests
+  checkpoint_spec()                  -> what a saved checkpoint records to come back as this scheme
+Subclassing Scheme with a `name` registers it in SCHEMES, so `get_scheme`, specs and checkpoints find it.
 """
-from .base import RotaryConfig, SchemeError, format_layer_ids
+from .base import PositionShape, RotaryConfig, SchemeError, format_layer_ids
 from .frequencies import LENGTH_DEPENDENT, SCALING_PARAMS, resolve_rope_parameters, rope_frequencies
+from .layers import POSITION_LAYERS, PositionLayer
+from .repo import LearnedRotary
+
+SCHEMES: dict = {}  # name -> Scheme subclass, in definition order
 
 
 def _check_type(scheme: str, key: str, value, expected):
@@ -30,6 +37,15 @@ class Scheme:
     summary = ""
     param_types: dict = SCALING_PARAMS
     allowed_scaling = None  # None: every RoPE variant
+    creation_params = ()    # params that only matter when weights are created; checkpoints do not record them
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            known = SCHEMES.get(cls.name)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise SchemeError(f"scheme {cls.name!r} is already defined by {known.__qualname__}")
+            SCHEMES[cls.name] = cls
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.param_types))
@@ -42,6 +58,13 @@ class Scheme:
 
     def layer_kinds(self, num_layers: int) -> list[str]:
         raise NotImplementedError
+
+    def position_layers(self, shape: PositionShape, num_layers: int) -> list[PositionLayer]:
+        return [self.position_layer(kind, shape) for kind in self.layer_kinds(num_layers)]
+
+    def position_layer(self, kind: str, shape: PositionShape) -> PositionLayer:
+        """The module of one layer of this kind; override to pass the scheme's parameters to it."""
+        return POSITION_LAYERS[kind](shape)
 
     def rope_parameters(self, rotary: RotaryConfig) -> dict:
         overrides = {k: v for k, v in self.params.items() if k in SCALING_PARAMS}
@@ -58,10 +81,16 @@ class Scheme:
     def describe(self) -> dict:
         return {"name": self.name, "params": {k: v for k, v in self.params.items() if v is not None}}
 
-    def spec(self) -> str:
+    def checkpoint_spec(self) -> str:
+        """The spec a checkpoint records (config.json posbench_scheme): the layers' parameters only, since the RoPE
+        scaling is in the config's rope_parameters already and creation-only parameters are spent."""
+        skip = set(SCALING_PARAMS) | set(self.creation_params)
+        return self.spec({k: v for k, v in self.describe()["params"].items() if k not in skip})
+
+    def spec(self, params: dict | None = None) -> str:
         """The `NAME[,key=value...]` string that rebuilds this scheme through parse_scheme_spec."""
         parts = [self.name]
-        for key, value in self.describe()["params"].items():
+        for key, value in (self.describe()["params"] if params is None else params).items():
             if isinstance(value, bool):
                 value = str(value).lower()
             elif isinstance(value, (list, tuple)):
@@ -143,6 +172,7 @@ class RepoScheme(Scheme):
     summary = ("learned per-head positions in layers >= start_layer (default 5), RoPE below; scaling=linear|yarn "
                "applies to both; fresh_init=true initialises RePo weights the checkpoint lacks (init_std 0.02)")
     param_types = {"start_layer": (int, 5), "fresh_init": (bool, False), "init_std": (float, 0.02)} | SCALING_PARAMS
+    creation_params = ("fresh_init", "init_std")
     # Learned positions are not token counts, so variants that switch on the current length make no sense here.
     allowed_scaling = ("default", "linear", "yarn", "llama3")
 
@@ -160,6 +190,11 @@ class RepoScheme(Scheme):
                               f"(valid: 0-{num_layers - 1})")
         return ["rope" if i < start else "repo" for i in range(num_layers)]
 
+    def position_layer(self, kind, shape):
+        if kind == LearnedRotary.kind:
+            return LearnedRotary(shape, init_std=self.params["init_std"])
+        return super().position_layer(kind, shape)
+
     def describe(self):
         # init_std and fresh_init only matter when weights are created; keep them in the manifest only then.
         out = super().describe()
@@ -168,5 +203,3 @@ class RepoScheme(Scheme):
             out["params"].pop("init_std")
         return out
 
-
-SCHEMES = {cls.name: cls for cls in (RopeScheme, NopeScheme, HybridScheme, RepoScheme)}

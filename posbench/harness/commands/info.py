@@ -4,8 +4,8 @@
 def register(sub):
     p = sub.add_parser("info", help="describe a checkpoint: architecture, size, scheme per layer",
                        description="Describe a local checkpoint folder (config.json + *.safetensors): architecture, "
-                       "parameter count and RePo's share, dtype, max positions and the per-layer scheme map. "
-                       "Reads only headers, so it is instant even for large models.")
+                       "parameter count and the position layers' share, dtype, max positions and the per-layer "
+                       "scheme map. Reads only headers, so it is instant even for large models.")
     p.add_argument("model", metavar="MODEL_DIR", help="checkpoint folder")
     p.add_argument("--scheme", metavar="SPEC", help="force a scheme instead of detecting it, e.g. nope, "
                    "hybrid,pattern=RRRN, rope,scaling=yarn,factor=4, repo,start_layer=5 (see `list schemes`)")
@@ -23,8 +23,8 @@ def run(args):
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    total, repo = info["num_parameters"], info["repo_parameters"]
-    size = f"{total:,}" + (f" (RePo adds {repo:,} = {100 * repo / total:.2f}%)" if repo else "")
+    total, position = info["num_parameters"], info["position_parameters"]
+    size = f"{total:,}" + (f" (position layers add {position:,} = {100 * position / total:.2f}%)" if position else "")
     rope = info["rope_parameters"]
     scaling = {k: v for k, v in rope.items() if k not in ("rope_type", "rope_theta", "partial_rotary_factor")}
     rope_text = f"theta {rope['rope_theta']:g}, {rope['rope_type']}" + (f" {scaling}" if scaling else "")
@@ -40,10 +40,11 @@ def run(args):
         ("scheme", info["scheme_spec"] + (" (detected)" if detected else " (forced)")),
         ("per layer", format_layer_kinds(info["layer_schemes"])),
     ]
-    if info["fresh_repo_layers"]:
-        rows.append(("fresh RePo", f"layers {format_layer_ids(info['fresh_repo_layers'])} would be initialised"))
+    if info["fresh_position_layers"]:
+        rows.append(("fresh weights", f"position weights of layers {format_layer_ids(info['fresh_position_layers'])} "
+                                      "would be initialised"))
     if info["unused_weights"]:
-        rows.append(("unused", f"{len(info['unused_weights'])} RePo weights the scheme ignores"))
+        rows.append(("unused", f"{len(info['unused_weights'])} position weights the scheme ignores"))
     for key, value in rows:
         print(f"{key:14s} {value}")
     return 0

@@ -5,9 +5,11 @@ model.safetensors.index.json) and, optionally, a tokenizer.
     info = inspect_model(path, scheme=None)      # the same checks and facts, without reading any tensor data
     save_model(model, path, tokenizer=None)
 
-Weight names are transformers' (`model.layers.3.self_attn.q_proj.weight`, `lm_head.weight`); RePo maps use
-Sakana's names `model.layers.{i}.self_attn.{gate_map,content_map,final_map}.weight`. The scheme is detected from
-the checkpoint (Sakana's pe_config and the RePo weights) unless the caller forces one.
+Weight names are transformers' (`model.layers.3.self_attn.q_proj.weight`, `lm_head.weight`); a position layer's
+weights sit under `model.layers.{i}.self_attn.` with the names it declares (RePo: Sakana's gate_map, content_map,
+final_map). The model fuses some of them into one parameter (q/k/v, gate/up): checkpoint_tensors maps each name to
+its rows. The scheme is the one posbench recorded (posbench_scheme), else detected from Sakana's pe_config and the
+RePo weights, unless the caller forces one.
 """
 import json
 import re
@@ -19,8 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from posbench.harness.core.model import ARCHITECTURES, ModelConfig, Transformer
+from posbench.harness.core.model import ARCHITECTURES, FusedLinear, ModelConfig, Transformer
 from posbench.position_schemes import (
+    POSITION_LAYERS,
     Scheme,
     SchemeError,
     detect_scheme,
@@ -37,17 +40,42 @@ class CheckpointError(ValueError):
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-_REPO_NAME = re.compile(r"model\.layers\.(\d+)\.self_attn\.(gate_map|content_map|final_map)\.weight")
+_LAYER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.self_attn\.(\w+)\.weight")
 # Stored by some conversions, recomputed by every implementation.
 _RECOMPUTABLE = re.compile(r".*\.rotary_emb\.inv_freq")
 _SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 
 
 def hf_name(name: str) -> str:
-    """Our parameter name -> the checkpoint's: "model." in front (except lm_head), RePo maps directly under
-    self_attn as Sakana stores them (our Attention nests them in a `repo` module)."""
-    name = name.replace(".self_attn.repo.", ".self_attn.")
+    """Our parameter path -> the checkpoint's name: "model." in front (except lm_head), a position layer's own
+    weights directly under self_attn (our Attention nests them in `position`), as Sakana stores RePo's."""
+    name = name.replace(".self_attn.position.", ".self_attn.")
     return name if name.startswith("lm_head.") else "model." + name
+
+
+def checkpoint_tensors(model: Transformer) -> dict:
+    """{checkpoint name: the tensor that holds it}: a parameter, or the rows of a fused one (FusedLinear), as views,
+    so that copying into one loads that weight and reading it saves it. In the model's parameter order."""
+    out = {}
+    for path, module in model.named_modules():
+        prefix = path + "." if path else ""
+        if isinstance(module, FusedLinear):  # its parts are named after its parent: self_attn.q_proj, not qkv_proj
+            parent = path.rpartition(".")[0]
+            out.update({hf_name(f"{parent}.{name}"): t for name, t in module.views().items()})
+        else:
+            out.update({hf_name(prefix + name): p for name, p in module.named_parameters(recurse=False)})
+    return out
+
+
+def position_weight_layers(model: Transformer) -> dict:
+    """{checkpoint name: layer index} of the weights owned by the layers' position modules."""
+    out = {}
+    for i, layer in enumerate(model.layers):
+        attn = layer.self_attn
+        names = [f"layers.{i}.self_attn.{name}.weight" for name in attn.position.input_maps]
+        names += [f"layers.{i}.self_attn.position.{name}" for name, _ in attn.position.named_parameters()]
+        out.update({hf_name(name): i for name in names})
+    return out
 
 
 @dataclass
@@ -112,6 +140,15 @@ def _read_weight_headers(path: Path) -> dict:
     return weights
 
 
+def _position_kind(name: str):
+    """The position layer kind whose weight this checkpoint name is (model.layers.{i}.self_attn.{leaf}.weight with
+    a leaf some kind owns), or None."""
+    match = _LAYER_WEIGHT.fullmatch(name)
+    if match is None:
+        return None
+    return next((kind for kind in POSITION_LAYERS.values() if match[2] in kind.weight_names), None)
+
+
 def as_scheme(scheme) -> Scheme:
     """A Scheme from a Scheme, a spec string ("rope,scaling=yarn,factor=2") or a (name, params) pair."""
     if isinstance(scheme, Scheme):
@@ -138,46 +175,54 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
     chosen = as_scheme(scheme) if scheme is not None else detected  # a bad forced scheme stays a SchemeError
     with torch.device("meta"):  # no memory and no init cost: every parameter is loaded or initialised below
         model = Transformer(ckpt.config, chosen).to(dtype)
-    params = {hf_name(name): p for name, p in model.named_parameters()}
+    params = checkpoint_tensors(model)
+    position = position_weight_layers(model)
 
     # Which expected weights are absent, mis-shaped or unexpected.
     missing = [name for name in params if name not in ckpt.weights]
-    fresh_layers = sorted({int(_REPO_NAME.fullmatch(n)[1]) for n in missing if _REPO_NAME.fullmatch(n)})
-    others = [name for name in missing if not _REPO_NAME.fullmatch(name)]
+    fresh_layers = sorted({position[name] for name in missing if name in position})
+    others = [name for name in missing if name not in position]
     if others:
         first = others[0]
         raise CheckpointError(f"{path}: missing weight {first} (expected shape {list(params[first].shape)})"
                               + (f"; also missing {_format_names(others[1:])}" if len(others) > 1 else ""))
     if fresh_layers and not chosen.params.get("fresh_init"):
+        first = model.layers[fresh_layers[0]].self_attn.position
+        leaves = ", ".join(sorted({name.rsplit(".", 2)[-2] for name in missing if name in position}))
+        std = f" (std {chosen.params['init_std']})" if "init_std" in chosen.params else ""
         raise CheckpointError(
-            f"{path}: scheme {chosen.spec()} needs RePo weights (model.layers.{{i}}.self_attn.gate_map, content_map, "
-            f"final_map) in layers {format_layer_ids(fresh_layers)}, which the checkpoint lacks; add fresh_init=true "
-            f"to initialise them (std {chosen.params['init_std']})")
+            f"{path}: scheme {chosen.spec()} needs {first.title or first.kind} weights (model.layers.{{i}}.self_attn."
+            f"{leaves}) in layers {format_layer_ids(fresh_layers)}, which the checkpoint lacks; add fresh_init=true "
+            f"to initialise them{std}")
     for name, p in params.items():
         weight = ckpt.weights.get(name)
         if weight is not None and weight.shape != list(p.shape):
             raise CheckpointError(f"{path}: weight {name} in {weight.file.name} has shape {weight.shape}, "
                                   f"expected {list(p.shape)}")
-    unused_repo, unexpected = [], []
+    unused, unexpected = {}, []  # unused: {title: [names]}, weights of position kinds this scheme does not run
     for name in ckpt.weights:
         if name in params or _RECOMPUTABLE.fullmatch(name):
             continue
         if name == "lm_head.weight" and ckpt.config.tie_word_embeddings:
             continue  # tied: transformers ignores a stored copy too
-        (unused_repo if _REPO_NAME.fullmatch(name) else unexpected).append(name)
+        kind = _position_kind(name)
+        if kind is None:
+            unexpected.append(name)
+        else:
+            unused.setdefault(kind.title or kind.kind, []).append(name)
     if unexpected:
         raise CheckpointError(f"{path}: unexpected weight {unexpected[0]} in {ckpt.weights[unexpected[0]].file.name} "
                               f"(no such parameter in a {ckpt.config.model_type} model)"
                               + (f"; also {_format_names(unexpected[1:])}" if len(unexpected) > 1 else ""))
-    unused_layers = sorted({int(_REPO_NAME.fullmatch(n)[1]) for n in unused_repo})
-    if unused_layers:
-        warnings.warn(f"{path}: ignoring the RePo weights of layers {format_layer_ids(unused_layers)}: scheme "
-                      f"{chosen.spec()} does not use RePo there", stacklevel=3)
+    for title, names in unused.items():
+        layers = sorted({int(_LAYER_WEIGHT.fullmatch(name)[1]) for name in names})
+        warnings.warn(f"{path}: ignoring the {title} weights of layers {format_layer_ids(layers)}: scheme "
+                      f"{chosen.spec()} does not use {title} there", stacklevel=3)
 
     device = torch.device(device)
     if device.type != "meta":
         model.to_empty(device=device)
-        params = {hf_name(name): p for name, p in model.named_parameters()}  # to_empty made new tensors
+        params = checkpoint_tensors(model)  # to_empty made new tensors
         with torch.no_grad():
             for file in sorted({ckpt.weights[name].file for name in params if name in ckpt.weights}):
                 with safe_open(file, framework="pt") as f:
@@ -185,7 +230,7 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
                         if name in params:
                             params[name].copy_(f.get_tensor(name))
             for layer in fresh_layers:
-                model.layers[layer].self_attn.repo.reset_parameters(chosen.params["init_std"])
+                model.layers[layer].self_attn.reset_position_parameters()
     model.eval()
 
     counts = model.parameter_counts()
@@ -202,7 +247,7 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
         "vocab_size": ckpt.config.vocab_size,
         "max_position_embeddings": ckpt.config.max_position_embeddings,
         "num_parameters": counts["total"],
-        "repo_parameters": counts["repo"],
+        "position_parameters": counts["position"],
         "dtype": str(dtype).removeprefix("torch."),
         "stored_dtype": stored[0] if len(stored) == 1 else stored,
         "scheme": chosen.describe(),
@@ -210,8 +255,8 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
         "detected_scheme": detected.spec() if detected is not None else None,
         "layer_schemes": list(model.layer_kinds),
         "rope_parameters": dict(model.rope_parameters),
-        "fresh_repo_layers": fresh_layers,
-        "unused_weights": sorted(unused_repo),
+        "fresh_position_layers": fresh_layers,
+        "unused_weights": sorted(name for names in unused.values() for name in names),
     }
     return model, info
 
@@ -254,12 +299,13 @@ def load_tokenizer(path):
 def save_model(model: Transformer, path, tokenizer=None) -> Path:
     """Write model (and tokenizer) as a transformers checkpoint that load_model reads back identically.
 
-    config.json is the source config with our fields, the scheme's RoPE parameters (rope_parameters, 5.x form)
-    and Sakana's pe_config describing the layer kinds; transformers itself loads everything but the RePo maps.
+    config.json is the source config with our fields, the scheme's RoPE parameters (rope_parameters, 5.x form),
+    the scheme's spec (posbench_scheme) and Sakana's pe_config describing the layer kinds where their code knows
+    them; transformers itself loads everything but the position layers' weights.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {hf_name(name): t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in checkpoint_tensors(model).items()}
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
 
     # Legacy keys would override rope_parameters when transformers reads the file back.
@@ -270,7 +316,12 @@ def save_model(model: Transformer, path, tokenizer=None) -> Path:
     if rope.get("partial_rotary_factor") == 1.0:
         del rope["partial_rotary_factor"]
     hf["rope_parameters"] = rope
-    hf["pe_config"] = sakana_pe_config(model.layer_kinds)
+    hf["posbench_scheme"] = model.scheme.checkpoint_spec()  # what detection reads first: any registered scheme
+    pe_config = sakana_pe_config(model.layer_kinds)  # Sakana's code (transformers and vLLM forks) reads this one
+    if pe_config is None:
+        hf.pop("pe_config", None)
+    else:
+        hf["pe_config"] = pe_config
     hf["dtype"] = str(model.embed_tokens.weight.dtype).removeprefix("torch.")
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:

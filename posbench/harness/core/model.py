@@ -2,15 +2,16 @@
 
     Transformer(config, scheme)(input_ids [B, N], position_ids=None, cache=None, attention_mask=None) -> logits
 
-The positional scheme decides, per layer, what q and k rotate by: integer positions (rope), nothing (nope) or the
-positions the layer's RePo module predicts (repo). Every rotation goes through posbench.kernels.rotary (Triton on GPU,
-the
-plain reference elsewhere) with angles in fp32; attention goes through posbench.kernels.attention (SDPA, backend
-chosen); the
-RMSNorms, the residual adds next to them and SwiGLU go through posbench.kernels.fused (one Triton pass each on GPU,
-the same
-eager code as before elsewhere). Parameter names are the Hugging Face ones without the leading "model." (see
-posbench/harness/core/checkpoint.py).
+The positional scheme gives each layer a position module (posbench/position_schemes/layers.py) that says what q and
+k rotate by: integer positions (rope), nothing (nope), the positions the layer's RePo maps predict (repo), or a kind
+of its own; this file never asks which scheme or kind it runs. Every rotation goes through posbench.kernels.rotary
+(Triton on GPU, the plain reference elsewhere) with angles in fp32; attention goes through posbench.kernels.attention
+(SDPA, backend chosen); the RMSNorms, the residual adds next to them and SwiGLU go through posbench.kernels.fused (one
+Triton pass each on GPU, the same eager code elsewhere).
+
+Weights are fused at build time as gpt-fast does: q/k/v (plus the position module's input maps) are one parameter,
+gate/up another (FusedLinear), in training and inference alike. Checkpoint names are the Hugging Face ones; the
+mapping (each fused part as rows of its parameter) is posbench/harness/core/checkpoint.py's checkpoint_tensors.
 
 Blocks:
   OLMo-2 (post-norm)   h = x + post_attention_layernorm(attn(x));  out = h + post_feedforward_layernorm(mlp(h))
@@ -30,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from posbench.kernels.attention import attention, build_mask
-from posbench.kernels.fused import add_rms_norm, add_then_rms_norm, repo_positions, rms_norm, swiglu
+from posbench.kernels.fused import add_rms_norm, add_then_rms_norm, rms_norm, swiglu
 from posbench.kernels.rotary import apply_qk_norm_rotary, apply_rotary_qk
-from posbench.position_schemes import RepoPositions, RotaryConfig, Scheme
+from posbench.position_schemes import PositionLayer, PositionShape, RotaryConfig, Scheme
 
 # model_type -> the transformers class whose checkpoints we read and write.
 ARCHITECTURES = {
@@ -142,6 +143,10 @@ class ModelConfig:
             out["rope_parameters"]["partial_rotary_factor"] = self.partial_rotary_factor
         return out
 
+    def position_shape(self) -> PositionShape:
+        return PositionShape(hidden_size=self.hidden_size, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
+                             head_dim=self.head_dim)
+
     def rotary(self) -> RotaryConfig:
         return RotaryConfig(head_dim=self.head_dim, rope_theta=self.rope_theta,
                             max_position_embeddings=self.max_position_embeddings,
@@ -199,86 +204,80 @@ class RMSNorm(nn.Module):
         return add_then_rms_norm(residual, x, self.weight, self.eps, self.cast_before_weight)
 
 
-class PackedLinears:
-    """Several Linear layers that read the same input, run as ONE matrix product in eval mode (q/k/v plus RePo's
-    gate/content maps; an MLP's gate/up): a wider GEMM runs nearer the card's peak than several narrow ones, and
-    RePo's maps ride inside the q/k/v product instead of paying their own skinny GEMMs.
+class FusedLinear(nn.Module):
+    """Several linear maps of the same input stored as ONE weight, rows in `parts` order (gpt-fast's wqkv): one
+    matrix product runs nearer the card's peak than several narrow ones, and there is no second copy of the weights.
+    The checkpoint keeps the maps apart (q_proj, k_proj, ...): posbench/harness/core/checkpoint.py loads and saves
+    each as its rows (views() below).
 
-    The packed weight is a copy, so it must never outlive the weights it was made from. It is built only in eval mode
-    without gradients, dropped whenever the owning module switches train/eval mode (see clear()), and rebuilt when a
-    member's storage or version counter changes (a load). The mode switch is what makes training safe: a fused AdamW
-    step updates parameters without bumping their version counters, so a version key alone kept stale q/k/v
-    weights through a whole training run's evaluations."""
+    parts: {name: out_features}. biased: how many leading parts have a bias (q/k/v may; RePo's maps never do); the
+    bias rows of the others are zero and not parameters."""
 
-    def __init__(self, *linears: nn.Linear, split_at: int | None = None):
-        self.linears = linears
-        self.split_at = split_at  # pack linears[:split_at] and linears[split_at:] as two products (None: one)
-        self.clear()
+    def __init__(self, in_features: int, parts: dict, biased: int = 0):
+        super().__init__()
+        self.parts = dict(parts)
+        widths = list(self.parts.values())
+        self.weight = nn.Parameter(torch.empty(sum(widths), in_features))
+        self.bias = nn.Parameter(torch.empty(sum(widths[:biased]))) if biased else None
+        self.biased = biased
+        # nn.Linear's default init, so a model built in place works before any load
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -in_features ** -0.5, in_features ** -0.5)
 
-    def clear(self):
-        self._key, self._packs = None, []
+    def forward(self, x: torch.Tensor) -> tuple:
+        bias = self.bias
+        if bias is not None and bias.shape[0] < self.weight.shape[0]:
+            bias = torch.cat([bias, bias.new_zeros(self.weight.shape[0] - bias.shape[0])])
+        return F.linear(x, self.weight, bias).split(list(self.parts.values()), -1)
 
-    def _pack(self, linears) -> tuple:
-        weight = torch.cat([lin.weight for lin in linears])
-        sizes = [lin.out_features for lin in linears]
-        biases = [lin.bias for lin in linears]
-        bias = None if all(b is None for b in biases) else torch.cat(
-            [b if b is not None else torch.zeros(n, dtype=weight.dtype, device=weight.device)
-             for b, n in zip(biases, sizes)])
-        return weight, bias, sizes
+    def rows(self, name: str) -> slice:
+        """The rows of part `name` in the weight (and in its gradient)."""
+        names = list(self.parts)
+        start = sum(self.parts[n] for n in names[:names.index(name)])
+        return slice(start, start + self.parts[name])
 
-    def __call__(self, x: torch.Tensor, packed: bool) -> tuple:
-        if not packed or torch.is_grad_enabled():
-            return tuple(lin(x) for lin in self.linears)
-        key = (self.split_at, *((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype)
-                                for lin in self.linears))
-        if key != self._key:
-            bounds = [0, len(self.linears)] if not self.split_at else [0, self.split_at, len(self.linears)]
-            self._packs = [self._pack(self.linears[a:b]) for a, b in zip(bounds, bounds[1:])]
-            self._key = key
-        return tuple(out for weight, bias, sizes in self._packs for out in F.linear(x, weight, bias).split(sizes, -1))
-
-
-class PackedModule(nn.Module):
-    """A module owning a PackedLinears as `self.project`: packing only in eval mode, dropped on every mode switch."""
-
-    def train(self, mode: bool = True):
-        self.project.clear()
-        return super().train(mode)
-
-    def projections(self, x: torch.Tensor) -> tuple:
-        return self.project(x, packed=not self.training)
+    def views(self) -> dict:
+        """{"NAME.weight" | "NAME.bias": the rows of that part (views: writing into one loads it)}."""
+        out = {}
+        for i, name in enumerate(self.parts):
+            out[f"{name}.weight"] = self.weight[self.rows(name)]
+            if i < self.biased:
+                out[f"{name}.bias"] = self.bias[self.rows(name)]
+        return out
 
 
-class Attention(PackedModule):
-    def __init__(self, config: ModelConfig, kind: str, repo_init_std: float):
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, position: PositionLayer):
         super().__init__()
         d, hd = config.hidden_size, config.head_dim
-        self.kind, self.num_heads, self.num_kv_heads, self.head_dim = kind, config.num_heads, config.num_kv_heads, hd
-        self.q_proj = nn.Linear(d, config.num_heads * hd, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(d, config.num_kv_heads * hd, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(d, config.num_kv_heads * hd, bias=config.qkv_bias)
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, hd
+        # q, k, v and the position layer's maps of the same input in one product (checkpoint: q_proj, k_proj, ...)
+        parts = {"q_proj": config.num_heads * hd, "k_proj": config.num_kv_heads * hd,
+                 "v_proj": config.num_kv_heads * hd}
+        self.qkv_proj = FusedLinear(d, parts | position.input_maps, biased=3 if config.qkv_bias else 0)
         self.o_proj = nn.Linear(config.num_heads * hd, d, bias=config.o_bias)
         if config.post_norm:
             self.q_norm = RMSNorm(config.num_heads * hd, config.rms_norm_eps, cast_before_weight=False)
             self.k_norm = RMSNorm(config.num_kv_heads * hd, config.rms_norm_eps, cast_before_weight=False)
         else:
             self.q_norm = self.k_norm = None
-        # One position per KV head: a GQA group shares its key head's position (see posbench/position_schemes/repo.py).
-        self.repo = RepoPositions(d, config.num_kv_heads, repo_init_std) if kind == "repo" else None
-        maps = (self.repo.gate_map, self.repo.content_map) if self.repo is not None else ()
-        self.project = PackedLinears(self.q_proj, self.k_proj, self.v_proj, *maps)
+        self.position = position
+        self.reset_position_parameters()
+
+    def position_maps(self) -> dict:
+        """{name: weight rows} of the position layer's input maps inside qkv_proj."""
+        views = self.qkv_proj.views()
+        return {name: views[f"{name}.weight"] for name in self.position.input_maps}
+
+    def reset_position_parameters(self):
+        self.position.reset_parameters(self.position_maps())
 
     def forward(self, x: torch.Tensor, step: Step, layer: int):
-        """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, H_kv] fp32 or None)."""
+        """x [B, N, d] -> (output [B, N, d], positions this layer rotated by: [B, N] int, [B, N, P] fp32 or None)."""
         B, N, _ = x.shape
-        q, k, v, *maps = self.projections(x)
-        positions = None  # nope: no rotation
-        if self.kind == "repo":
-            # RepoPositions.from_maps's formula; on GPU at inference SwiGLU, final map and fp32 cast are one kernel
-            positions = repo_positions(*maps, self.repo.final_map.weight)
-        elif self.kind == "rope":
-            positions = step.position_ids
+        q, k, v, *maps = self.qkv_proj(x)
+        positions = self.position.positions(maps, step.position_ids)
         if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU
             q, k = apply_qk_norm_rotary(q, k, self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, positions,
                                         step.inv_freq, step.attention_scaling, self.num_heads, self.num_kv_heads)
@@ -296,26 +295,24 @@ class Attention(PackedModule):
         return self.o_proj(out), positions
 
 
-class MLP(PackedModule):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)), gate and up as one product (checkpoint: gate_proj, up_proj)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         d, f, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_proj = nn.Linear(d, f, bias=bias)
-        self.up_proj = nn.Linear(d, f, bias=bias)
+        self.gate_up_proj = FusedLinear(d, {"gate_proj": f, "up_proj": f}, biased=2 if bias else 0)
         self.down_proj = nn.Linear(f, d, bias=bias)
-        self.project = PackedLinears(self.gate_proj, self.up_proj)
 
     def forward(self, x):
-        return self.down_proj(swiglu(*self.projections(x)))  # silu(gate) * up, one pass on GPU
+        return self.down_proj(swiglu(*self.gate_up_proj(x)))  # silu(gate) * up, one pass on GPU
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, kind: str, repo_init_std: float):
+    def __init__(self, config: ModelConfig, position: PositionLayer):
         super().__init__()
         self.post_norm = config.post_norm
-        self.self_attn = Attention(config, kind, repo_init_std)
+        self.self_attn = Attention(config, position)
         self.mlp = MLP(config)
         d, eps, llama = config.hidden_size, config.rms_norm_eps, not config.post_norm
         # The names are transformers' (so weights load by name); "post_attention_layernorm" means different things.
@@ -349,12 +346,13 @@ class Transformer(nn.Module):
         super().__init__()
         self.config, self.scheme = config, scheme
         self.rotary = config.rotary()
-        self.layer_kinds = scheme.layer_kinds(config.num_layers)
+        positions = scheme.position_layers(config.position_shape(), config.num_layers)
+        self.layer_kinds = [p.kind for p in positions]
+        self.rotates = any(p.rotates for p in positions)
         self.rope_parameters = scheme.rope_parameters(self.rotary)  # validates the scheme against the config now
         self.length_dependent = scheme.length_dependent(self.rotary)
-        repo_init_std = scheme.params.get("init_std", 0.02)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config, kind, repo_init_std) for kind in self.layer_kinds)
+        self.layers = nn.ModuleList(Block(config, position) for position in positions)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, cast_before_weight=not config.post_norm)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size,
                                                                          bias=False)
@@ -416,7 +414,7 @@ class Transformer(nn.Module):
                 position_ids = (attention_mask.to(device).long().cumsum(-1) - 1).clamp(min=0)[:, offset:]
             else:
                 position_ids = torch.arange(offset, offset + N, device=device).expand(B, N)
-        inv_freq, scaling = self.frequencies(position_ids) if set(self.layer_kinds) != {"nope"} else (None, 1.0)
+        inv_freq, scaling = self.frequencies(position_ids) if self.rotates else (None, 1.0)
         step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache)
 
         x = self.embed_tokens(input_ids)
@@ -431,7 +429,7 @@ class Transformer(nn.Module):
         return (logits, positions) if return_positions else logits
 
     def parameter_counts(self) -> dict:
-        """{"total": all parameters (tied embeddings once), "repo": those of the RePo modules}."""
-        repo = sum(p.numel() for layer in self.layers if layer.self_attn.repo is not None
-                   for p in layer.self_attn.repo.parameters())
-        return {"total": sum(p.numel() for p in self.parameters()), "repo": repo}
+        """{"total": all parameters (tied embeddings once), "position": those of the position layers (RePo's maps,
+        a learned kind's own weights), input-map rows of the fused q/k/v weight included}."""
+        position = sum(layer.self_attn.position.num_parameters() for layer in self.layers)
+        return {"total": sum(p.numel() for p in self.parameters()), "position": position}

@@ -119,7 +119,8 @@ def model_card(m: dict) -> str:
                         f"{', '.join(map(str, s.get('lengths') or [])) or '-'} | {s.get('samples', '-')} |"
                         for s in m["data"]["sources"])
     shares = ", ".join(f"{k} {v:.1%}" for k, v in m["data"]["token_shares"].items())
-    repo = f", of which RePo {model['repo_parameters']:,}" if model["repo_parameters"] else ""
+    position = model.get("position_parameters", model.get("repo_parameters"))  # the key's name before issue 12
+    repo = f", of which position layers {position:,}" if position else ""
     device = m["device"].get("gpu") or m["device"]["cpu"]
     return "\n".join([
         f"# {m['name']}",

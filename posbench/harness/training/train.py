@@ -87,13 +87,14 @@ class Dist:
 
 
 def training_scheme(cfg: TrainConfig):
-    """The scheme to train in; converting a checkpoint to RePo initialises the maps it lacks."""
+    """The scheme to train in; converting a checkpoint to a scheme with learned positions (one that takes
+    fresh_init, e.g. RePo) initialises the position weights the checkpoint lacks."""
     from posbench.harness.core.checkpoint import as_scheme
-    from posbench.position_schemes import SchemeError, parse_scheme_spec
+    from posbench.position_schemes import SchemeError, get_scheme, parse_scheme_spec
 
     try:
         name, params = parse_scheme_spec(cfg.scheme)
-        if name == "repo" and cfg.model["init"] == "checkpoint":
+        if cfg.model["init"] == "checkpoint" and "fresh_init" in get_scheme(name, **params).param_types:
             params.setdefault("fresh_init", True)
         return as_scheme((name, params))
     except SchemeError as err:
@@ -154,11 +155,15 @@ def get_tokenizer(cfg: TrainConfig, data_paths: dict, out: Path, log):
 
 
 def init_weights(model, std: float):
-    """Scratch init: every matrix and the embedding ~ N(0, std) truncated at 3 std, biases 0, norms 1, then the RePo
-    maps with the scheme's own init_std (last, so the other weights draw the same numbers in every scheme)."""
+    """Scratch init: every matrix and the embedding ~ N(0, std) truncated at 3 std, biases 0, norms 1, then the
+    position layers' weights their own way (last, so the other weights draw the same numbers in every scheme).
+    Weights are drawn one checkpoint weight at a time (q, k, v apart although fused), in checkpoint order."""
+    from posbench.harness.core.checkpoint import checkpoint_tensors, position_weight_layers
+
+    position = position_weight_layers(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if ".repo." in name:
+        for name, p in checkpoint_tensors(model).items():
+            if name in position:
                 continue
             if p.dim() >= 2:
                 torch.nn.init.trunc_normal_(p, 0.0, std, -3 * std, 3 * std)
@@ -167,8 +172,7 @@ def init_weights(model, std: float):
             else:
                 p.fill_(1.0)
         for layer in model.layers:
-            if layer.self_attn.repo is not None:
-                layer.self_attn.repo.reset_parameters(model.scheme.params["init_std"])
+            layer.self_attn.reset_position_parameters()
 
 
 def build_model(cfg: TrainConfig, tokenizer):
@@ -191,8 +195,8 @@ def build_model(cfg: TrainConfig, tokenizer):
     else:
         model, _, info = load_model(cfg.model["path"], scheme)
         origin = f"{cfg.model['path']} ({info['detected_scheme']})"
-        if info["fresh_repo_layers"]:
-            origin += f", fresh RePo maps in layers {info['fresh_repo_layers']}"
+        if info["fresh_position_layers"]:
+            origin += f", fresh position weights in layers {info['fresh_position_layers']}"
     if len(tokenizer) > model.config.vocab_size:
         raise TrainConfigError(f"{cfg.path}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                                f"{model.config.vocab_size}")
@@ -364,7 +368,7 @@ def setup(cfg, out, env, resume, data_root, prepare_workers, command) -> Run:
             "command": command or " ".join(sys.argv),
             "model": {"architecture": model.config.model_type, "scheme": model.scheme.spec(),
                       "layers": format_layer_kinds(model.layer_kinds), "parameters": counts["total"],
-                      "repo_parameters": counts["repo"], "origin": origin,
+                      "position_parameters": counts["position"], "origin": origin,
                       "max_positions": model.config.max_position_embeddings},
             "tokenizer": {"kind": "byte-level BPE trained on the data" if isinstance(cfg.tokenizer, dict)
                           else str(cfg.tokenizer or cfg.model["path"]), "size": len(tokenizer),

@@ -40,7 +40,7 @@ class CheckpointError(ValueError):
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-_LAYER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.self_attn\.(\w+)\.weight")
+_LAYER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.self_attn\.(\w+)(\.\w+)?")
 # Stored by some conversions, recomputed by every implementation.
 _RECOMPUTABLE = re.compile(r".*\.rotary_emb\.inv_freq")
 _SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
@@ -141,8 +141,8 @@ def _read_weight_headers(path: Path) -> dict:
 
 
 def _position_kind(name: str):
-    """The position layer kind whose weight this checkpoint name is (model.layers.{i}.self_attn.{leaf}.weight with
-    a leaf some kind owns), or None."""
+    """The position layer kind whose weight this checkpoint name is (model.layers.{i}.self_attn.{leaf}[.weight]
+    with a leaf some kind owns), or None."""
     match = _LAYER_WEIGHT.fullmatch(name)
     if match is None:
         return None
@@ -188,7 +188,7 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
                               + (f"; also missing {_format_names(others[1:])}" if len(others) > 1 else ""))
     if fresh_layers and not chosen.params.get("fresh_init"):
         first = model.layers[fresh_layers[0]].self_attn.position
-        leaves = ", ".join(sorted({name.rsplit(".", 2)[-2] for name in missing if name in position}))
+        leaves = ", ".join(sorted({_LAYER_WEIGHT.fullmatch(name)[2] for name in missing if name in position}))
         std = f" (std {chosen.params['init_std']})" if "init_std" in chosen.params else ""
         raise CheckpointError(
             f"{path}: scheme {chosen.spec()} needs {first.title or first.kind} weights (model.layers.{{i}}.self_attn."

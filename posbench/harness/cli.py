@@ -8,6 +8,8 @@ import importlib
 import sys
 import warnings
 
+from posbench.harness.errors import is_user_error
+
 # Order is the order shown by --help.
 COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train"]
 
@@ -20,21 +22,6 @@ examples:
 
 Everything loads from local paths; nothing is downloaded.
 """
-
-# posbench's packages. Every error class they define for bad input (TaskError, SchemeError, CheckpointError,
-# SweepError, ReportError, ...) subclasses ValueError; those are printed as one `error:` line. A ValueError raised
-# anywhere else (a bug, or a library) keeps its traceback.
-OWN_PACKAGES = ("posbench",)
-
-
-class UserError(ValueError):
-    """A problem with the user's input: printed as one clear message, without a traceback."""
-
-
-def is_user_error(err: BaseException) -> bool:
-    cls = type(err)
-    return isinstance(err, ValueError) and cls.__module__.split(".")[0] in OWN_PACKAGES
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -33,7 +33,7 @@ def run(args):
     import torch
 
     from posbench.harness.bench import SCHEMES, run_bench
-    from posbench.harness.cli import UserError
+    from posbench.harness.errors import UserError
     from posbench.harness.evaluation.sweep import parse_lengths
 
     if args.device == "cuda" and not torch.cuda.is_available():

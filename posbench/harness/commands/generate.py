@@ -53,8 +53,8 @@ def run(args):
     import os
     import time
 
-    from posbench.harness.cli import UserError
     from posbench.harness.core.checkpoint import load_tokenizer
+    from posbench.harness.errors import UserError
     from posbench.harness.evaluation.data import data_paths
     from posbench.tasks import MissingData, TaskRegistry
 

@@ -17,8 +17,8 @@ def run(args):
         for name, doc in list_schemes().items():
             print(f"{name:10s} {doc}")
         return 0
-    from posbench.tasks import registry
-    reg = registry.TaskRegistry(include_paths=args.include_path)
+    from posbench.tasks import TaskRegistry
+    reg = TaskRegistry(include_paths=args.include_path)
     if args.what == "tasks":
         for spec in reg.tasks():
             print(f"{spec.name:28s} groups: {', '.join(spec.groups) or '-'}")

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from posbench.harness.evaluation.sweep import SweepError
+from posbench.harness.errors import SweepError
 
 
 @dataclasses.dataclass

@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from posbench.harness.errors import SweepError
 from posbench.harness.evaluation import manifest as manifest_info
 from posbench.harness.evaluation.data import data_paths
 from posbench.harness.evaluation.results import RunDir, bootstrap_ci, length_label
-from posbench.harness.evaluation.sweep import Sweep, SweepError
+from posbench.harness.evaluation.sweep import Sweep
 from posbench.tasks import MissingData, TaskRegistry, build_samples, score_sample
 from posbench.tasks.registry import METRICS
 

@@ -26,9 +26,7 @@ from pathlib import Path
 
 import yaml
 
-
-class SweepError(ValueError):
-    """A sweep file or run option is wrong; the message names the file, key and value."""
+from posbench.harness.errors import SweepError
 
 
 @dataclasses.dataclass

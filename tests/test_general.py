@@ -1,7 +1,7 @@
 """ARC, BoolQ and MMLU as posbench multiple-choice tasks from the shipped Arrow stream files: lm-eval's 0-shot prompts,
 gold indices, acc/acc_norm, bad input, and an end-to-end run on a tiny stand-in model (no lm-eval involved).
 
-Also home of the tiny-model helpers the lm-eval tests use (`make_tiny_model`, `hf_loader`)."""
+Also home of a tiny Hugging Face stand-in (`make_tiny_model`, `hf_loader`) for the end-to-end run."""
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,7 @@
-"""The lm-eval adapter (`--model posbench`) on a tiny stand-in model: log-likelihoods and greedy generation against
-hand computations, lm-eval's truncation rules, the shipped-data tasks in process and through the CLI wrapper, and the
-user-data tasks from small local files."""
+"""The lm-eval adapter (`--model posbench`) on a tiny random checkpoint of the model core: log-likelihoods and greedy
+generation (run by the engine, with its KV cache and batching) against hand computations with plain full forwards,
+lm-eval's truncation rules, the shipped-data tasks in process and through the CLI wrapper, and the user-data tasks
+from small local files."""
 import json
 import os
 import subprocess
@@ -13,8 +14,7 @@ import torch
 pytest.importorskip("lm_eval")
 
 from posbench.harness.evaluation.data import default_data_root
-from posbench.harness.integrations.lm_eval_model import PosbenchLM, greedy_generate  # noqa: E402
-from tests.test_general import hf_loader, make_tiny_model  # noqa: E402
+from posbench.harness.integrations.lm_eval_model import PosbenchLM  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LM_EVAL_TASKS = REPO / "posbench" / "tasks" / "general" / "lm_eval"
@@ -28,11 +28,6 @@ class Req:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
 def core_model(tmp_path_factory):
     """A tiny random checkpoint of posbench's own model core with the RePo scheme (RePo from layer 5, its default)."""
     from tiny_models import build_tiny_model
@@ -43,8 +38,8 @@ def core_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lm(tiny_model):
-    return PosbenchLM(pretrained=str(tiny_model), scheme="repo", max_length=64, batch_size=3, loader=hf_loader)
+def lm(core_model):
+    return PosbenchLM(pretrained=str(core_model), scheme="repo", max_length=64, batch_size=3)
 
 
 def logprob_sum(lm, ids, n_cont):
@@ -83,23 +78,34 @@ def test_over_long_inputs_are_cut_on_the_left(lm):
 def test_rolling_loglikelihood_uses_disjoint_windows(lm):
     text = " ".join(f"t{i}" for i in range(80))
     ids = lm.tok_encode(text)
-    assert len(ids) > 64                                           # two windows
-    # window 1 predicts ids[0:64] from [EOS] + ids[0:63]; window 2 predicts ids[64:] from ids[63:-1]
-    expected = logprob_sum(lm, [lm.eot_token_id] + ids[:64], 64) + logprob_sum(lm, ids[63:], len(ids) - 64)
+    n = len(ids)
+    assert 128 < n <= 192                                          # three windows
+    # window 1 predicts ids[0:64] from [EOS] + ids[0:63]; window 2 ids[64:128] from ids[63:127]; the last one the
+    # rest, from the 64 tokens before its last (lm-eval's get_rolling_token_windows)
+    expected = (logprob_sum(lm, [lm.eot_token_id] + ids[:64], 64) + logprob_sum(lm, ids[63:128], 64)
+                + logprob_sum(lm, ids[n - 65:], n - 128))
     (got,) = lm.loglikelihood_rolling([Req(text)], disable_tqdm=True)
     assert got == pytest.approx(expected, rel=1e-5)         # float noise from batching; a token is ~10
 
 
-def test_generate_until_is_greedy_and_stops(lm):
-    context = "The capital of France is"
-    ids = lm.tok_encode(context)
+def greedy_reference(model, ids, max_new_tokens, eos):
+    """Greedy decoding the plain way: a full forward over everything so far for each new token, no cache."""
+    out = []
     with torch.no_grad():
-        reference = lm.model.hf.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
-                                         pad_token_id=lm.eot_token_id)[0, len(ids):].tolist()
-    assert greedy_generate(lm.model, ids, 6) == reference
-    text = lm.tok_decode(reference)
-    (got,) = lm.generate_until([Req(context, {"until": [], "max_gen_toks": 6})], disable_tqdm=True)
-    assert got == text
+        for _ in range(max_new_tokens):
+            token = int(model(torch.tensor([ids + out]))[0, -1].argmax())
+            if token == eos:
+                break
+            out.append(token)
+    return out
+
+
+def test_generate_until_is_greedy_and_stops(lm):
+    contexts = ["The capital of France is", "A", "One two three four five six seven eight nine ten eleven"]
+    texts = [lm.tok_decode(greedy_reference(lm.model, lm.tok_encode(c), 6, lm.eot_token_id)) for c in contexts]
+    got = lm.generate_until([Req(c, {"until": [], "max_gen_toks": 6}) for c in contexts], disable_tqdm=True)
+    assert got == texts and len(set(texts)) > 1       # batched, cached decoding == the plain loop, in request order
+    context, text = contexts[0], texts[0]
     stop = text[len(text) // 2:][:3]
     (cut,) = lm.generate_until([Req(context, {"until": [stop], "max_gen_toks": 6})], disable_tqdm=True)
     assert cut == text.split(stop)[0]
@@ -107,8 +113,8 @@ def test_generate_until_is_greedy_and_stops(lm):
         lm.generate_until([Req(context, {"do_sample": True})], disable_tqdm=True)
 
 
-def test_default_loader_runs_the_model_core_like_the_engine(core_model):
-    """No loader injected: core.checkpoint.load_model builds the RePo model; scores match posbench's engine."""
+def test_lm_eval_and_the_engine_agree(core_model):
+    """The same checkpoint through lm-eval's adapter and through posbench's engine on its own: the same numbers."""
     from posbench.harness.evaluation.engine import TorchEngine
     lm = PosbenchLM(pretrained=str(core_model), scheme="repo", max_length=128, batch_size=2)
     assert lm.info["scheme"]["name"] == "repo"
@@ -121,13 +127,14 @@ def test_default_loader_runs_the_model_core_like_the_engine(core_model):
     assert text == engine.generate(["The river flows"], 5, ["\n"])[0].text
 
 
-def test_constructor_errors(tiny_model):
+def test_constructor_errors(core_model):
     with pytest.raises(ValueError, match="pass max_length=N"):
-        PosbenchLM(pretrained=str(tiny_model), loader=hf_loader)
+        PosbenchLM(pretrained=str(core_model))
     with pytest.raises(ValueError, match="unknown model_args"):
-        PosbenchLM(pretrained=str(tiny_model), max_length=64, loader=hf_loader, temperture=0)
-    with pytest.raises(ValueError, match="batch_size"):
-        PosbenchLM(pretrained=str(tiny_model), max_length=64, batch_size="auto", loader=hf_loader)
+        PosbenchLM(pretrained=str(core_model), max_length=64, temperture=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer or auto"):
+        PosbenchLM(pretrained=str(core_model), max_length=64, batch_size=0)
+    assert PosbenchLM(pretrained=str(core_model), max_length=64, batch_size="auto").engine.batch_size == "auto"
 
 
 def evaluate(lm, tasks, limit=4, **kw):

@@ -1,8 +1,10 @@
 """The inference engine: batched greedy generation with a KV cache, and log-likelihood scoring, over the model core.
 
-This is the backend seam. A backend offers `generate_samples(samples)` and `score_choices(samples)` (and the
-lm-eval-style `generate` / `loglikelihood` they are built on), `tokenizer`, `max_length`, and what it runs
-(`scheme_name`, `scheme_params`, `layer_schemes`, `dtype_name`). `TorchEngine` is the only backend here; a vLLM
+This is the backend seam and posbench's one inference path: sweeps, training's evaluation and the lm-eval adapter
+(posbench/harness/integrations/lm_eval_model.py) all run through it. A backend offers `generate_samples(samples)` and
+`score_choices(samples)`, the lm-eval-style `generate` / `loglikelihood` they are built on (text in), the same on
+token ids (`generate_requests`, `loglikelihood_tokens`: the caller tokenizes), `tokenizer`, `max_length`, and what it
+runs (`scheme_name`, `scheme_params`, `layer_schemes`, `dtype_name`). `TorchEngine` is the only backend here; a vLLM
 backend would implement the same methods where vLLM can be installed.
 
 Padding: generation pads on the LEFT so every sequence's next token sits in the same column; integer positions are
@@ -167,10 +169,29 @@ class TorchEngine:
                 return self.generate([s.prompt for s in batch], max_new, list(stop))
             yield from self._run_batched(group, total, run)
 
-    @torch.inference_mode()
+    def generate_requests(self, requests) -> list:
+        """[Generation] for [(token ids, max_new_tokens, stop strings)], in the given order: requests sharing
+        max_new_tokens and stops are batched, longest first, halving the batch on out-of-memory."""
+        groups = {}
+        for i, (_, max_new, stop) in enumerate(requests):
+            groups.setdefault((max_new, tuple(stop)), []).append(i)
+        results = [None] * len(requests)
+        for (max_new, stop), group in groups.items():
+            group.sort(key=lambda i: -len(requests[i][0]))
+            total = len(requests[group[0]][0]) + max_new + 2
+            def run(batch, max_new=max_new, stop=stop):
+                return self.generate_tokens([requests[i][0] for i in batch], max_new, list(stop))
+            for i, generation in self._run_batched(group, total, run):
+                results[i] = generation
+        return results
+
     def generate(self, prompts, max_new_tokens: int, stop=()) -> list:
         """Greedy continuations of `prompts` (one batch), cut at EOS, the first stop string, or max_new_tokens."""
-        ids = [self.encode(p) for p in prompts]
+        return self.generate_tokens([self.encode(p) for p in prompts], max_new_tokens, stop)
+
+    @torch.inference_mode()
+    def generate_tokens(self, ids, max_new_tokens: int, stop=()) -> list:
+        """generate() on prompts already tokenized: [[token id]] -> [Generation] (one batch)."""
         B, T = len(ids), max(len(x) for x in ids)
         total = T + max_new_tokens
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
@@ -262,7 +283,11 @@ class TorchEngine:
 
     def loglikelihood(self, requests) -> list:
         """[(sum log p(continuation | context), continuation is the greedy one)] for (context, continuation) pairs."""
-        encoded = [self.split_request(c, x) for c, x in requests]
+        return self.loglikelihood_tokens([self.split_request(c, x) for c, x in requests])
+
+    def loglikelihood_tokens(self, encoded) -> list:
+        """loglikelihood() on (context ids, continuation ids) pairs; sequences over max_length + 1 tokens keep their
+        last max_length + 1 (lm-eval's rule). Batched longest first, halving the batch on out-of-memory."""
         order = sorted(range(len(encoded)), key=lambda i: -sum(map(len, encoded[i])))
         total = max(len(c) + len(x) for c, x in encoded) if encoded else 0
         results = [None] * len(encoded)

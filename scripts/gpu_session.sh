@@ -74,7 +74,7 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     ;;
   profile)
     step bench 420 python3 eval.py bench --out "$WORK/bench" --profile --reps 15 \
-      --schemes rope,nope,hybrid,repo,repo_split
+      --schemes rope,nope,hybrid,repo
     cp "$WORK/bench/bench.md" "$OUT/bench.md" 2>/dev/null
     ;;
   ncu)

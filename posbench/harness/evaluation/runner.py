@@ -56,7 +56,8 @@ def plan(sweep: Sweep):
                 msg = (f"model {entry.label}: length {length} is beyond its {max_pos} positions"
                        + (f" x scaling factor {factor:g}" if factor != 1 else " and no scaling is set"))
                 if sweep.beyond_max_positions == "refuse":
-                    raise SweepError(msg + " (beyond_max_positions: refuse)")
+                    raise SweepError(msg + "; to measure extrapolation on purpose, set beyond_max_positions: "
+                                     "extrapolate (--beyond-max-positions extrapolate)")
                 warnings.append(msg)
     cells = []
     for entry in sweep.models:

@@ -48,11 +48,12 @@ def read_yaml(path, error=ConfigError):
         raise error(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
 
 
-def build(cls, raw, where: str, error=ConfigError, flags: dict = None):
+def build(cls, raw, where: str, error=ConfigError, flags: dict = None, key: str = ""):
     """An instance of dataclass `cls` from the mapping `raw`, or `error` naming `where` and the key. `flags` maps
-    top-level keys to the command-line flags they came from, so that messages name the flag the user typed."""
+    top-level keys to the command-line flags they came from, so that messages name the flag the user typed; `key`
+    is where `raw` sits in its file (e.g. "data.sources[1]")."""
     try:
-        return _build(cls, raw, "", flags or {})
+        return _build(cls, raw, key, flags or {})
     except ConfigError as err:
         raise error(f"{where}: {err}") from None
 

@@ -4,8 +4,10 @@ Command modules are imported when the parser is built, so they must keep torch a
 inside their run functions: `eval.py --help` should answer instantly.
 """
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 import warnings
 
 # Order is the order shown by --help.
@@ -31,9 +33,27 @@ class UserError(ValueError):
     """A problem with the user's input: printed as one clear message, without a traceback."""
 
 
+# Errors of the file system that the user can fix (permissions, a full or read-only disk, a path that is a file):
+# reported as one line naming the path, like bad input.
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT, errno.ENOTDIR,
+                  errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTEMPTY, errno.EMFILE}
+
+BUG_LINE = ("this is a bug in posbench, not a problem with your input: please report it with the command line and "
+            "the traceback above")
+
+
 def is_user_error(err: BaseException) -> bool:
     cls = type(err)
+    if isinstance(err, OSError) and err.errno in USER_OS_ERRORS:
+        return True
     return isinstance(err, ValueError) and cls.__module__.split(".")[0] in OWN_PACKAGES
+
+
+def error_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and not isinstance(err, ValueError):
+        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+        return f"error: {paths + ': ' if paths else ''}{err.strerror or err}"
+    return f"error: {err}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +85,10 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except Exception as err:
         if not is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
+            traceback.print_exc()
+            print(BUG_LINE, file=sys.stderr)
+            return 1
+        print(error_line(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

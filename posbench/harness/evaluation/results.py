@@ -139,11 +139,13 @@ class RunDir:
         if not self.summary_path.exists():
             return []
         with open(self.summary_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
         for number, row in enumerate(rows, 2):
             if None in row or None in row.values():   # a cut or merged line: more or fewer fields than the header
-                raise OutputError(f"{self.summary_path}:{number}: {len(row) - (None in row)} fields where the header "
-                                  "has another number; the file is damaged (it is rebuilt by resuming the run)")
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                raise OutputError(f"{self.summary_path}:{number}: {fields} fields where the header has "
+                                  f"{len(reader.fieldnames)}; the file is damaged (resuming the run rebuilds it)")
         return rows
 
 

@@ -111,6 +111,7 @@ def open_run(sweep: Sweep, out_dir, specs, warnings, device, fresh=False) -> tup
     if old and fresh:
         import shutil
         shutil.rmtree(run.root / "samples", ignore_errors=True)
+        run.summary_path.unlink(missing_ok=True)   # rebuilt cell by cell: no stale rows in between
     return run, new_manifest(sweep, specs, warnings, device)
 
 
@@ -304,9 +305,10 @@ def _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device,
                 manifest["cells"][key] = timing
                 for row in summarize(run, manifest, [cell]):
                     rows[id(cell)] = row
-                    echo(cell_line(row, timing))
                 run.write_manifest(manifest)
                 run.write_summary([rows[id(c)] for c in cells if id(c) in rows])
+                if id(cell) in rows:
+                    echo(cell_line(rows[id(cell)], timing))
 
 
 def _record_model(manifest: dict, entry, engine):

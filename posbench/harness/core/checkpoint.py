@@ -80,7 +80,7 @@ def open_checkpoint(path) -> Checkpoint:
     _check_config_values(config_file, hf_config)
     try:
         config = ModelConfig.from_hf(hf_config)
-    except ValueError as err:
+    except (ValueError, TypeError, AttributeError, KeyError) as err:  # a value of a type transformers chokes on
         raise CheckpointError(f"{config_file}: {err}") from None
     return Checkpoint(path, hf_config, config, _read_weight_headers(path))
 
@@ -93,6 +93,9 @@ _POSITIVE_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_
 def _check_config_values(config_file: Path, hf_config):
     if not isinstance(hf_config, dict):
         raise CheckpointError(f"{config_file}: must be a JSON object of config keys, got {type(hf_config).__name__}")
+    if not isinstance(hf_config.get("model_type"), str):
+        raise CheckpointError(f"{config_file}: key 'model_type' must be a string such as 'llama', "
+                              f"got {hf_config.get('model_type')!r}")
     for key in _POSITIVE_CONFIG_KEYS:
         value = hf_config.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):

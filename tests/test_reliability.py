@@ -356,3 +356,18 @@ def test_a_held_lock_is_released_on_error(tmp_path):
     with RunLock(tmp_path):
         pass
     assert (tmp_path / ".lock").read_text() == ""
+
+
+def test_a_damaged_training_text_line_names_file_and_line(tmp_path):
+    from posbench.harness.training.config import TrainConfigError
+    from posbench.harness.training.data import read_documents
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "one"}\n{"text": "tw\n{"text": "three"}\n')
+    with pytest.raises(TrainConfigError, match=f"{path}:2: not a JSON line"):
+        read_documents(path, "text")
+
+
+def test_generate_refuses_an_absurd_length(tmp_path):
+    err = refused("generate", "niah_single_1", "--tokenizer", REFERENCE, "--length", "10000000")
+    assert "--length must be at most 1048576 tokens" in err

@@ -401,7 +401,7 @@ def test_report_never_modifies_sample_logs(tmp_path):
     (lambda run: _edit_row(run, n="3.5"), r"summary.csv line 2, column 'n': not a whole number: '3.5'"),
     (lambda run: _edit_row(run, length="4k"), r"summary.csv line 2: length must be a number of tokens"),
     (lambda run: (run / "summary.csv").open("a").write("rope,rope,t_a\n"), r"summary.csv line \d+: 3 fields, "),
-    (lambda run: (run / "manifest.json").write_text("{oops"), r"manifest.json: not valid JSON"),
+    (lambda run: (run / "manifest.json").write_text("{oops"), r"manifest.json:1: not valid JSON"),
 ])
 def test_bad_input_names_the_file(tmp_path, damage, message):
     run = tmp_path / "r"

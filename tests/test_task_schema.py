@@ -101,8 +101,8 @@ def test_sample_rng_depends_on_seed_task_and_index():
 
 @pytest.mark.parametrize("mutation, message", [
     ("colour: red\n", "unknown key 'colour'"),
-    ("num_samples: many\n", "key 'num_samples' must be int"),
-    ("num_samples: true\n", "key 'num_samples' must be int"),
+    ("num_samples: many\n", "key 'num_samples' must be an integer"),
+    ("num_samples: true\n", "key 'num_samples' must be an integer"),
     ("output_type: essay\n", "key 'output_type' must be one of"),
 ])
 def test_bad_top_level_keys_name_file_and_key(tmp_path, mutation, message):

@@ -167,7 +167,8 @@ def test_ddp_over_two_processes_equals_gradient_accumulation(workdir, tokenizer)
     train(load_train_config(accum), workdir / "accum", progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    "eval.py", "train", str(ddp), "--out", str(workdir / "ddp"), "--no-progress"],
+                    "eval.py", "train", str(ddp), "--out", str(workdir / "ddp"), "--no-progress",
+                    "--import-task-modules"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     assert losses(workdir / "ddp") == pytest.approx(losses(workdir / "accum"), abs=1e-6)
     manifest = json.loads((workdir / "ddp" / "train_manifest.json").read_text())
@@ -179,7 +180,7 @@ def test_ddp_over_two_processes_equals_gradient_accumulation(workdir, tokenizer)
 def bad(capsys, workdir, path, *args) -> str:
     out = workdir / "bad-out"
     capsys.readouterr()
-    assert main(["train", str(path), "--out", str(out), "--no-progress", *args]) == 2
+    assert main(["train", str(path), "--out", str(out), "--no-progress", "--import-task-modules", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (out / "loss.csv").exists() and not (out / "train_state.pt").exists()
@@ -196,9 +197,9 @@ def edited(workdir, name, change, **kw) -> Path:
 
 @pytest.mark.parametrize("change, message", [
     (lambda r: r.update(optimiser="adam"), "unknown key 'optimiser'"),
-    (lambda r: r["train"].update(learning_rate=1), "train: unknown key 'learning_rate'"),
-    (lambda r: r["data"]["sources"][1].update(weigth=1), "data.sources[1]: unknown key 'weigth'"),
-    (lambda r: r["train"].update(steps="many"), "train: key 'steps' must be an integer, got 'many'"),
+    (lambda r: r["train"].update(learning_rate=1), "unknown key 'train.learning_rate'"),
+    (lambda r: r["data"]["sources"][1].update(weigth=1), "unknown key 'data.sources[1].weigth'"),
+    (lambda r: r["train"].update(steps="many"), "key 'train.steps' must be an integer, got 'many'"),
     (lambda r: r["data"]["sources"][0].update(files="/no/such/file.txt"), "matches no file"),
     (lambda r: r["train"].update(seq_len=256), "train.seq_len 256 is above the model's 128 positions"),
     (lambda r: r["data"].update(seed=42), "data.seed 42 is the evaluation seed"),
@@ -231,7 +232,7 @@ def test_resume_with_other_settings_names_what_differs(workdir, tokenizer, capsy
     before = (run / "loss.csv").read_text()
     capsys.readouterr()
     path = edited(workdir, "resume-bad", change, tokenizer=tokenizer, steps=4)
-    assert main(["train", str(path), "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert main(["train", str(path), "--out", str(run), "--resume", "--no-progress", "--import-task-modules"]) == 2
     err = capsys.readouterr().err
     assert f"was trained with {key} = " in err and "Traceback" not in err, err
     assert (run / "loss.csv").read_text() == before
@@ -240,7 +241,8 @@ def test_resume_with_other_settings_names_what_differs(workdir, tokenizer, capsy
 def test_existing_run_needs_resume_and_resume_needs_a_run(workdir, tokenizer, capsys):
     path = config(workdir, "again", tokenizer=tokenizer)
     capsys.readouterr()
-    assert main(["train", str(path), "--out", str(Path(tokenizer).parent)]) == 2   # the fixture's finished run
+    allow = "--import-task-modules"
+    assert main(["train", str(path), "--out", str(Path(tokenizer).parent), allow]) == 2   # the fixture's finished run
     assert "already holds a training run; pass --resume" in capsys.readouterr().err
-    assert main(["train", str(path), "--out", str(workdir / "empty"), "--resume"]) == 2
+    assert main(["train", str(path), "--out", str(workdir / "empty"), "--resume", allow]) == 2
     assert "has no train_state.pt to resume from" in capsys.readouterr().err

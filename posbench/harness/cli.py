@@ -6,9 +6,10 @@ inside their run functions: `eval.py --help` should answer instantly.
 import argparse
 import importlib
 import sys
+import traceback
 import warnings
 
-from posbench.harness.errors import is_user_error
+from posbench.harness.errors import BUG_LINE, error_line, is_user_error
 
 # Order is the order shown by --help.
 COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train"]
@@ -52,8 +53,10 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except Exception as err:
         if not is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
+            traceback.print_exc()
+            print(BUG_LINE, file=sys.stderr)
+            return 1
+        print(error_line(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

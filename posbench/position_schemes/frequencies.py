@@ -7,6 +7,7 @@ are theirs by construction; only the unscaled default is written here, because t
 entry (each model class computes it itself).
 """
 import functools
+import math
 
 import torch
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
@@ -84,6 +85,10 @@ SCALING_PARAMS = {
 }
 
 
+_POSITIVE_KEYS = {"factor", "rope_theta", "original_max_position_embeddings", "attention_factor", "beta_fast",
+                  "beta_slow", "low_freq_factor", "high_freq_factor"}
+
+
 def resolve_rope_parameters(scheme: str, rotary: RotaryConfig, overrides: dict, allowed=None) -> dict:
     """The complete rope_parameters dict a scheme rotates with: the checkpoint's, changed by the user's overrides.
 
@@ -114,6 +119,13 @@ def resolve_rope_parameters(scheme: str, rotary: RotaryConfig, overrides: dict, 
     params["partial_rotary_factor"] = rotary.partial_rotary_factor
     if "original_max_position_embeddings" in optional:
         params.setdefault("original_max_position_embeddings", rotary.max_position_embeddings)
+    for key, value in params.items():  # a factor of 0, -1 or NaN would silently rotate every position wrong
+        if key in _POSITIVE_KEYS and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or value <= 0):
+            raise SchemeError(f"scheme {scheme}: {key} must be a positive finite number, got {value!r}")
+        if key in ("mscale", "mscale_all_dim") and value is not None and not math.isfinite(value):
+            raise SchemeError(f"scheme {scheme}: {key} must be finite, got {value!r}")
     missing = [key for key in required if params.get(key) is None]
     if missing:
         raise SchemeError(f"scheme {scheme}: scaling={rope_type} needs {missing[0]} "

@@ -27,16 +27,11 @@ import json
 import random
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
-import yaml
-
+from posbench.config import build, read_yaml, spec
 from posbench.tasks import registry
 from posbench.tasks.errors import TaskError
-
-OUTPUT_TYPES = ("generate_until", "multiple_choice")
-TRUNCATIONS = ("none", "middle", "left")
-SELECTIONS = ("first", "shuffle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,107 +79,82 @@ class TaskSpec:
         return out
 
 
-# ---- loading and validating YAML --------------------------------------------------------------------------------
+# ---- loading and validating YAML (posbench/config.py checks keys, types and ranges against TaskFile) ----------
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TaskSpec)}
-_YAML_KEYS = {
-    # key: (type(s), required)
-    "task": (str, True), "groups": (list, False), "description": (str, False), "source": (dict, True),
-    "template": (str, True), "answer_prefix": (str, False), "max_new_tokens": ((int, dict), True),
-    "stop": (list, False), "metrics": (list, True), "postprocess": (list, False), "output_type": (str, False),
-    "num_samples": (int, False), "seed": (int, False), "context_lengths": ((list, type(None)), False),
-    "truncation": (str, False), "selection": (str, False), "score_with_prefix": (bool, False),
-    "skip_if_missing": (bool, False), "variant_of": (str, False),
-}
-_CHOICES = {"output_type": OUTPUT_TYPES, "truncation": TRUNCATIONS, "selection": SELECTIONS}
+@dataclasses.dataclass(kw_only=True)
+class SourceSection:
+    generator: str | None = None
+    loader: str | None = None
+    params: dict[str, Any] | None = None
 
 
-def _typename(t):
-    return " or ".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
+@dataclasses.dataclass(kw_only=True)
+class TaskFile:
+    """A task file's keys as written (TaskSpec is what the rest of posbench uses)."""
+    task: str
+    groups: list[str] = dataclasses.field(default_factory=list)
+    description: str = ""
+    source: SourceSection
+    template: str
+    answer_prefix: str = ""
+    max_new_tokens: int | dict[int | str, int] = spec(min=1)
+    stop: list[str] = dataclasses.field(default_factory=list)
+    metrics: list[str]
+    postprocess: list[str] = dataclasses.field(default_factory=list)
+    output_type: Literal["generate_until", "multiple_choice"] = "generate_until"
+    num_samples: int = spec(100, min=1)
+    seed: int = 42
+    context_lengths: list[int] | None = spec(None, min=1)
+    truncation: Literal["none", "middle", "left"] = "none"
+    selection: Literal["first", "shuffle"] = "first"
+    score_with_prefix: bool = False
+    skip_if_missing: bool = False
+    variant_of: str = ""
 
 
 def load_task_file(path) -> TaskSpec:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise TaskError(f"{path}: not valid YAML: {err}") from None
-    except OSError as err:
-        raise TaskError(f"{path}: cannot read: {err.strerror}") from None
-    if not isinstance(raw, dict):
-        raise TaskError(f"{path}: a task file must be a mapping of keys, got {type(raw).__name__}")
-    return parse_task(raw, path)
+    return parse_task(read_yaml(path, TaskError), path)
 
 
 def parse_task(raw: dict, path) -> TaskSpec:
     path = Path(path)
-    for key, value in raw.items():
-        if key not in _YAML_KEYS:
-            raise TaskError(f"{path}: unknown key {key!r}; allowed keys: {', '.join(_YAML_KEYS)}")
-        types, _ = _YAML_KEYS[key]
-        # bool is an int in Python; an int field must not silently accept `true`.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-            raise TaskError(f"{path}: key {key!r} must be {_typename(types)}, got {value!r}")
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise TaskError(f"{path}: key {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-    for key, (_, required) in _YAML_KEYS.items():
-        if required and key not in raw:
-            raise TaskError(f"{path}: missing required key {key!r}")
-
-    source = raw["source"]
-    kinds = [k for k in ("generator", "loader") if k in source]
+    f = build(TaskFile, raw, str(path), TaskError)
+    source = f.source
+    kinds = [k for k in ("generator", "loader") if getattr(source, k) is not None]
     if len(kinds) != 1:
-        raise TaskError(f"{path}: key 'source' needs exactly one of 'generator' or 'loader', got {sorted(source)}")
-    for key in source:
-        if key not in ("generator", "loader", "params"):
-            raise TaskError(f"{path}: unknown key 'source.{key}'; allowed: generator, loader, params")
-    params = source.get("params") or {}
-    if not isinstance(params, dict):
-        raise TaskError(f"{path}: key 'source.params' must be a mapping, got {params!r}")
+        raise TaskError(f"{path}: key 'source' needs exactly one of 'generator' or 'loader', got "
+                        f"{sorted(raw['source'])}")
+    params = source.params or {}
     kind = kinds[0]
     table = registry.GENERATORS if kind == "generator" else registry.LOADERS
-    fn = registry.lookup(table, kind, source[kind], f"{path}: source.{kind}")
+    fn = registry.lookup(table, kind, getattr(source, kind), f"{path}: source.{kind}")
     registry.check_params(fn, params, f"{path}: source.params")
 
-    for m in raw["metrics"]:
+    for m in f.metrics:
         registry.lookup(registry.METRICS, "metric", m, f"{path}: metrics")
-    for f in raw.get("postprocess", []):
-        registry.lookup(registry.FILTERS, "filter", f, f"{path}: postprocess")
-    if not raw["metrics"]:
+    for name in f.postprocess:
+        registry.lookup(registry.FILTERS, "filter", name, f"{path}: postprocess")
+    if not f.metrics:
         raise TaskError(f"{path}: key 'metrics' must name at least one metric")
 
-    mnt = raw["max_new_tokens"]
-    if isinstance(mnt, dict):
-        if "default" not in mnt or not all(isinstance(v, int) and v > 0 for v in mnt.values()):
-            raise TaskError(f"{path}: key 'max_new_tokens' as a mapping needs positive ints and a 'default', "
-                            f"got {mnt!r}")
-    elif mnt <= 0:
-        raise TaskError(f"{path}: key 'max_new_tokens' must be positive, got {mnt}")
-    lengths = raw.get("context_lengths")
-    if lengths is not None and (not lengths or not all(isinstance(x, int) and x > 0 for x in lengths)):
-        raise TaskError(f"{path}: key 'context_lengths' must be a list of positive ints or null, got {lengths!r}")
-    for key in ("groups", "stop", "metrics", "postprocess"):
-        if not all(isinstance(x, str) for x in raw.get(key, [])):
-            raise TaskError(f"{path}: key {key!r} must be a list of strings, got {raw[key]!r}")
-    if raw.get("num_samples", 1) <= 0:
-        raise TaskError(f"{path}: key 'num_samples' must be positive, got {raw['num_samples']}")
+    mnt = f.max_new_tokens
+    if isinstance(mnt, dict) and ("default" not in mnt or not all(v > 0 for v in mnt.values())
+                                  or not all(k == "default" or isinstance(k, int) for k in mnt)):
+        raise TaskError(f"{path}: key 'max_new_tokens' as a mapping needs positive ints per length and a "
+                        f"'default', got {mnt!r}")
+    if f.context_lengths is not None and not f.context_lengths:
+        raise TaskError(f"{path}: key 'context_lengths' must be a list of positive ints or null, got []")
 
     return TaskSpec(
-        name=raw["task"], path=path, source_kind=kind, source_name=source[kind], source_params=params,
-        template=raw["template"], answer_prefix=raw.get("answer_prefix", ""),
-        groups=tuple(raw.get("groups", [])), description=raw.get("description", ""),
-        max_new_tokens=mnt, stop=tuple(raw.get("stop", [])), metrics=tuple(raw["metrics"]),
-        postprocess=tuple(raw.get("postprocess", [])), output_type=raw.get("output_type", "generate_until"),
-        num_samples=raw.get("num_samples", 100), seed=raw.get("seed", 42),
-        context_lengths=tuple(lengths) if lengths is not None else None,
-        truncation=raw.get("truncation", "none"), selection=raw.get("selection", "first"),
-        score_with_prefix=raw.get("score_with_prefix", False), skip_if_missing=raw.get("skip_if_missing", False),
-        variant_of=raw.get("variant_of", ""),
+        name=f.task, path=path, source_kind=kind, source_name=getattr(source, kind), source_params=params,
+        template=f.template, answer_prefix=f.answer_prefix, groups=tuple(f.groups), description=f.description,
+        max_new_tokens=mnt, stop=tuple(f.stop), metrics=tuple(f.metrics), postprocess=tuple(f.postprocess),
+        output_type=f.output_type, num_samples=f.num_samples, seed=f.seed,
+        context_lengths=tuple(f.context_lengths) if f.context_lengths is not None else None,
+        truncation=f.truncation, selection=f.selection, score_with_prefix=f.score_with_prefix,
+        skip_if_missing=f.skip_if_missing, variant_of=f.variant_of,
     )
-
-
-def _as_tuple(t):
-    return t if isinstance(t, tuple) else (t,)
 
 
 # ---- samples ------------------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ def run(args):
     from posbench.harness.core.checkpoint import load_tokenizer
     from posbench.harness.errors import UserError
     from posbench.harness.evaluation.data import data_paths
+    from posbench.harness.evaluation.sweep import MAX_LENGTH
     from posbench.tasks import MissingData, TaskRegistry
 
     try:
@@ -66,6 +67,8 @@ def run(args):
         raise UserError(f"--samples must be positive, got {args.samples}")
     if any(length <= 0 for length in args.length or []):
         raise UserError(f"--length must be positive, got {args.length}")
+    if any(length > MAX_LENGTH for length in args.length or []):   # prompt building is linear in the length
+        raise UserError(f"--length must be at most {MAX_LENGTH} tokens, got {max(args.length)}")
     specs = TaskRegistry(include_paths=args.include_path).resolve(args.tasks)
     tokenizer = load_tokenizer(args.tokenizer)
 

@@ -19,7 +19,12 @@ def register(sub):
 
 
 def run(args):
+    from pathlib import Path
+
+    from posbench.harness.files import OutputError
     from posbench.harness.reporting.report import write_report
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OutputError(f"--out {args.out}: is a file; the report needs a folder")
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     written = write_report(args.run_dirs, out=args.out, baseline=args.baseline, formats=formats,
                            plots=not args.no_plots)

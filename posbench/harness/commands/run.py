@@ -35,8 +35,9 @@ def register(sub):
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task folder")
     p.add_argument("--data-root", metavar="DIR", help="data root for ${data} (default ../shared/data)")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="a data path for ${NAME}")
-    p.add_argument("--beyond-max-positions", choices=["warn", "refuse"], default="warn",
-                   help="lengths past a model's positions: warn and record (default), or refuse")
+    p.add_argument("--beyond-max-positions", choices=["refuse", "extrapolate"], default="refuse",
+                   help="lengths past a model's positions (x its RoPE scaling factor): refuse (default), or "
+                   "extrapolate: run them, with a warning recorded in the manifest")
     _common(p)
     p.set_defaults(func=run_command)
 
@@ -49,27 +50,39 @@ def register(sub):
 
 
 def _finish(sweep, args):
+    from posbench.config import override
+    from posbench.harness.errors import SweepError
     from posbench.harness.evaluation.runner import run_sweep
 
     if args.device:
-        sweep.device = args.device
+        sweep = override(sweep, "device", args.device, "--device", SweepError)
     if args.batch_size:
-        sweep.batch_size = "auto" if args.batch_size == "auto" else int(args.batch_size)
+        sweep = override(sweep, "batch_size", args.batch_size, "--batch-size", SweepError)
     root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress)
     print(f"results: {root}/summary.csv   (report: python eval.py report {root})")
     return 0
 
 
-def run_command(args):
-    from posbench.harness.evaluation.sweep import Sweep, parse_lengths, parse_model_spec
+# The sweep-file key each `run` flag sets: the flags build a Sweep through the same checks as a file.
+RUN_FLAGS = {"models": "--model", "tasks": "--tasks", "lengths": "--lengths", "samples": "--samples",
+             "seed": "--seed", "dtype": "--dtype", "include_paths": "--include-path", "data_root": "--data-root",
+             "data": "--data", "beyond_max_positions": "--beyond-max-positions"}
 
-    models = [parse_model_spec(m) for m in args.model]
-    data = dict(item.partition("=")[::2] for item in args.data)
-    sweep = Sweep(models=models, tasks=[t for t in args.tasks.split(",") if t.strip()],
-                  lengths=parse_lengths(args.lengths), samples=args.samples, seed=args.seed, dtype=args.dtype,
-                  include_paths=args.include_path, data_root=args.data_root, data=data,
-                  beyond_max_positions=args.beyond_max_positions, source="command line")
-    return _finish(sweep, args)
+
+def run_command(args):
+    from posbench.harness.errors import SweepError
+    from posbench.harness.evaluation.sweep import parse_model_spec, parse_sweep
+
+    for item in args.data:
+        if "=" not in item or not item.partition("=")[0]:
+            raise SweepError(f"--data {item!r}: need NAME=PATH")
+    raw = {"models": [parse_model_spec(m) for m in args.model], "tasks": args.tasks, "lengths": args.lengths,
+           "seed": args.seed, "dtype": args.dtype, "include_paths": args.include_path, "data_root": args.data_root,
+           "data": dict(item.partition("=")[::2] for item in args.data),
+           "beyond_max_positions": args.beyond_max_positions}
+    if args.samples is not None:
+        raw["samples"] = args.samples
+    return _finish(parse_sweep(raw, "command line", flags=RUN_FLAGS), args)
 
 
 def sweep_command(args):

@@ -34,6 +34,9 @@ def register(sub):
                    "then exit (concurrent runs on the same data then share them)")
     p.add_argument("--workers", type=int, metavar="N", help="processes for building the data cache (default: the "
                    "CPU count, divided by the number of training processes)")
+    p.add_argument("--import-task-modules", action="store_true", help="allow importing the Python modules listed "
+                   "in data.task_modules (they run code: only for modules you trust); without it such a file is "
+                   "refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=run)
 
@@ -49,6 +52,10 @@ def run(args):
     cfg = load_train_config(args.config, {"out": args.out, "train.steps": args.steps})
     if not cfg.out:
         raise TrainConfigError(f"{args.config}: no output folder: set key 'out' or pass --out")
+    if cfg.data["task_modules"] and not args.import_task_modules:
+        raise TrainConfigError(f"{args.config}: data.task_modules lists Python modules to import "
+                               f"({', '.join(cfg.data['task_modules'])}), which runs their code; pass "
+                               "--import-task-modules to allow it")
     if args.prepare:
         from posbench.harness.training.train import prepare
         workers = args.workers or os.cpu_count() or 1

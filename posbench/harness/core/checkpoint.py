@@ -105,11 +105,32 @@ def open_checkpoint(path) -> Checkpoint:
         hf_config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file}: not valid JSON ({err})") from None
+    _check_config_values(config_file, hf_config)
     try:
         config = ModelConfig.from_hf(hf_config)
-    except ValueError as err:
+    except (ValueError, TypeError, AttributeError, KeyError) as err:  # a value of a type transformers chokes on
         raise CheckpointError(f"{config_file}: {err}") from None
     return Checkpoint(path, hf_config, config, _read_weight_headers(path))
+
+
+# Sizes that must be positive integers when present (transformers accepts -5 and fails later, or never).
+_POSITIVE_CONFIG_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                         "num_key_value_heads", "head_dim", "max_position_embeddings")
+
+
+def _check_config_values(config_file: Path, hf_config):
+    if not isinstance(hf_config, dict):
+        raise CheckpointError(f"{config_file}: must be a JSON object of config keys, got {type(hf_config).__name__}")
+    if not isinstance(hf_config.get("model_type"), str):
+        raise CheckpointError(f"{config_file}: key 'model_type' must be a string such as 'llama', "
+                              f"got {hf_config.get('model_type')!r}")
+    for key in _POSITIVE_CONFIG_KEYS:
+        value = hf_config.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise CheckpointError(f"{config_file}: key {key!r} must be a positive integer, got {value!r}")
+    pe_config = hf_config.get("pe_config")
+    if pe_config is not None and not isinstance(pe_config, dict):
+        raise CheckpointError(f"{config_file}: key 'pe_config' must be an object (Sakana's format), got {pe_config!r}")
 
 
 def _read_weight_headers(path: Path) -> dict:
@@ -228,7 +249,10 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
                 with safe_open(file, framework="pt") as f:
                     for name in f.keys():
                         if name in params:
-                            params[name].copy_(f.get_tensor(name))
+                            tensor = f.get_tensor(name)
+                            if not bool(torch.isfinite(tensor).all()):  # would be scored as a model that knows nothing
+                                raise CheckpointError(f"{file}: weight {name} holds NaN or infinite values")
+                            params[name].copy_(tensor)
             for layer in fresh_layers:
                 model.layers[layer].self_attn.reset_position_parameters()
     model.eval()

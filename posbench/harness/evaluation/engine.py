@@ -31,6 +31,10 @@ class Generation:
     finish: str          # "eos" | "stop" | "length"
 
 
+class NonFiniteLogits(ValueError):
+    """The model computed NaN or inf logits: its scores would be meaningless."""
+
+
 def resolve_device(device: str, dtype: str):
     """("cpu"|"cuda", torch dtype): auto picks CUDA when present; auto dtype is bf16 on GPU, fp32 on CPU."""
     if device == "auto":
@@ -211,6 +215,7 @@ class TorchEngine:
             logits = self.model(input_ids, cache=cache, last_only=True)
         else:
             logits = self._prefill_rows(ids, cache, T)
+        self._check_finite(logits[:, -1], T)
         token = logits[:, -1].argmax(-1)
         sync()
         t1 = time.perf_counter()
@@ -295,6 +300,13 @@ class TorchEngine:
             results[i] = res
         return results
 
+    def _check_finite(self, logits, tokens: int):
+        """NaN or inf logits would be scored as wrong answers (0.0) without a word: stop the run instead. One check
+        per prefill, not per decode step (a decode step's inputs are the prefill's outputs and cached states)."""
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogits(f"{self.path}: the model produced non-finite logits on a {tokens}-token prompt "
+                                  f"in {self.dtype_name}; its weights or this dtype overflow (try --dtype float32)")
+
     @torch.inference_mode()
     def _loglikelihood_batch(self, pairs) -> list:
         seqs = [(c + x)[-self.max_length - 1:] for c, x in pairs]
@@ -303,6 +315,7 @@ class TorchEngine:
         for b, s in enumerate(seqs):
             ids[b, :len(s) - 1] = torch.tensor(s[:-1])
         logits = self.model(ids.to(self.device)).float().log_softmax(-1).cpu()
+        self._check_finite(logits, T)
         out = []
         for b, ((_, x), s) in enumerate(zip(pairs, seqs)):
             n = len(x)

@@ -7,7 +7,9 @@
 
 Writes never leave a half-written file behind: whole files go through a temporary file and an atomic rename, and a
 sample line is written with one `write` on an O_APPEND descriptor and fsynced. A line cut short by a kill is
-dropped when the log is next opened, so resuming recomputes exactly the samples that did not finish.
+dropped when the log is next opened, so resuming recomputes exactly the samples that did not finish. A damaged
+line elsewhere is an error naming the file and line; a sample index logged twice counts once (the first record).
+Files get the user's umask (0644 by default), so a team can read a run.
 """
 import csv
 import io
@@ -16,6 +18,8 @@ import os
 import random
 import tempfile
 from pathlib import Path
+
+from posbench.harness.files import OutputError, make_shareable, read_json, read_json_lines
 
 SUMMARY_COLUMNS = ["model", "scheme", "task", "groups", "length", "metric", "score", "ci_low", "ci_high", "n",
                    "skipped", "variant_of"]
@@ -31,6 +35,7 @@ def atomic_write_text(path, text: str):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        make_shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -60,18 +65,28 @@ class SampleLog:
         self.path = Path(path)
 
     def read(self) -> list:
-        """Finished records, in file order. A trailing partial line (a kill mid-write) is cut off the file."""
+        """Finished records, one per sample index (the first logged), in file order. A trailing partial line (a
+        kill mid-write) is cut off the file; damage anywhere else raises OutputError naming the line."""
         if not self.path.exists():
             return []
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
+        with open(self.path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 1))
+            complete = size == 0 or f.read(1) == b"\n"
+        if not complete:
+            data = self.path.read_bytes()
             with open(self.path, "r+b") as f:
-                f.truncate(end)
+                f.truncate(data.rfind(b"\n") + 1)
                 f.flush()
                 os.fsync(f.fileno())
-            data = data[:end]
-        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        records, seen = [], set()
+        for number, rec in enumerate(read_json_lines(self.path), 1):
+            if not isinstance(rec.get("index"), int):
+                raise OutputError(f"{self.path}: record {number} has no sample index; the file is damaged")
+            if rec["index"] not in seen:
+                seen.add(rec["index"])
+                records.append(rec)
+        return records
 
     def append(self, record: dict):
         line = (json.dumps(record, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode("utf-8")
@@ -104,7 +119,10 @@ class RunDir:
     def read_manifest(self) -> dict:
         if not self.manifest_path.exists():
             return {}
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        manifest = read_json(self.manifest_path)
+        if not isinstance(manifest, dict):
+            raise OutputError(f"{self.manifest_path}: not a run manifest (a JSON object)")
+        return manifest
 
     def write_manifest(self, manifest: dict):
         atomic_write_json(self.manifest_path, manifest)
@@ -121,7 +139,14 @@ class RunDir:
         if not self.summary_path.exists():
             return []
         with open(self.summary_path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+        for number, row in enumerate(rows, 2):
+            if None in row or None in row.values():   # a cut or merged line: more or fewer fields than the header
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                raise OutputError(f"{self.summary_path}:{number}: {fields} fields where the header has "
+                                  f"{len(reader.fieldnames)}; the file is damaged (resuming the run rebuilds it)")
+        return rows
 
 
 def bootstrap_ci(values, scale=100.0, resamples=2000, seed=0, level=0.95):

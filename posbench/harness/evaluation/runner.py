@@ -17,6 +17,7 @@ from posbench.harness.evaluation import manifest as manifest_info
 from posbench.harness.evaluation.data import data_paths
 from posbench.harness.evaluation.results import RunDir, bootstrap_ci, length_label
 from posbench.harness.evaluation.sweep import Sweep
+from posbench.harness.files import RunLock
 from posbench.tasks import MissingData, TaskRegistry, build_samples, score_sample
 from posbench.tasks.registry import METRICS
 
@@ -57,7 +58,8 @@ def plan(sweep: Sweep):
                 msg = (f"model {entry.label}: length {length} is beyond its {max_pos} positions"
                        + (f" x scaling factor {factor:g}" if factor != 1 else " and no scaling is set"))
                 if sweep.beyond_max_positions == "refuse":
-                    raise SweepError(msg + " (beyond_max_positions: refuse)")
+                    raise SweepError(msg + "; to measure extrapolation on purpose, set beyond_max_positions: "
+                                     "extrapolate (--beyond-max-positions extrapolate)")
                 warnings.append(msg)
     cells = []
     for entry in sweep.models:
@@ -110,6 +112,7 @@ def open_run(sweep: Sweep, out_dir, specs, warnings, device, fresh=False) -> tup
     if old and fresh:
         import shutil
         shutil.rmtree(run.root / "samples", ignore_errors=True)
+        run.summary_path.unlink(missing_ok=True)   # rebuilt cell by cell: no stale rows in between
     return run, new_manifest(sweep, specs, warnings, device)
 
 
@@ -255,8 +258,9 @@ def cell_line(row: dict, timing: dict) -> str:
 
 
 def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> Path:
-    """Run (or resume) a sweep into out_dir; returns the run directory."""
-    from posbench.harness.evaluation.engine import TorchEngine, resolve_device
+    """Run (or resume) a sweep into out_dir; returns the run directory. Everything is checked before the run
+    directory is touched; then the directory is locked for this process until it returns or dies."""
+    from posbench.harness.evaluation.engine import resolve_device
 
     specs, cells, warnings = plan(sweep)
     for w in warnings:
@@ -266,10 +270,22 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
     skipped_tasks = {t["task"]: t for t in probe_samples(sweep, specs, sample_cache)}
     for t in skipped_tasks.values():
         echo(f"skipping {t['task']}: {t['reason']}")
-    run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
-    manifest["skipped_tasks"] = list(skipped_tasks.values())
-    run.write_manifest(manifest)
-    engine = None
+    with RunLock(out_dir, "run directory"):
+        run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
+        manifest["skipped_tasks"] = list(skipped_tasks.values())
+        run.write_manifest(manifest)
+        _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo)
+        manifest["finished"] = manifest_info.now()
+        run.write_manifest(manifest)
+    return run.root
+
+
+def _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo):
+    """Every cell in turn; summary.csv is rewritten (atomically) as each cell finishes, so `report` on a long run
+    shows what is done."""
+    from posbench.harness.evaluation.engine import TorchEngine
+
+    engine, rows = None, {}
     for entry in sweep.models:
         for length in sweep.lengths + [None]:
             model_cells = [c for c in cells if c.model == entry.label and c.length == length]
@@ -288,14 +304,12 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
                 timing = run_cell(engine, run, cell, samples, max_len, progress=progress)
                 key = f"{cell.model}/{spec.name}/{length_label(cell.length)}"
                 manifest["cells"][key] = timing
-                rows = summarize(run, manifest, [cell])
-                if rows:
-                    echo(cell_line(rows[0], timing))
+                for row in summarize(run, manifest, [cell]):
+                    rows[id(cell)] = row
                 run.write_manifest(manifest)
-    run.write_summary(summarize(run, manifest, cells))
-    manifest["finished"] = manifest_info.now()
-    run.write_manifest(manifest)
-    return run.root
+                run.write_summary([rows[id(c)] for c in cells if id(c) in rows])
+                if id(cell) in rows:
+                    echo(cell_line(rows[id(cell)], timing))
 
 
 def _record_model(manifest: dict, entry, engine):

@@ -16,26 +16,91 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     batch_size: auto                       # or an int
     device: auto                           # auto | cpu | cuda
     dtype: auto                            # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
-    beyond_max_positions: warn             # a length past the model's max positions: warn (and record) | refuse
+    beyond_max_positions: refuse           # a length past the model's positions x its scaling factor: refuse,
+                                           # or extrapolate (run it, with a warning recorded in the manifest)
     include_paths: []                      # extra task folders
     data_root: null                        # default ../shared/data
     data: {}                               # NAME: PATH for ${NAME} in task files
 """
 import dataclasses
+import re
 from pathlib import Path
+from typing import Any, Literal
 
-import yaml
-
+from posbench.config import ConfigError, build, read_yaml, spec
 from posbench.harness.errors import SweepError
+from posbench.harness.evaluation.results import safe_name
+
+# The longest context a run may ask for (2^20 tokens): building one prompt is linear in its length, and nothing
+# posbench evaluates comes near this, so a typo such as `--lengths 10000000` is refused instead of running for minutes.
+MAX_LENGTH = 1 << 20
+
+_LENGTH = re.compile(r"(\d+(?:\.\d+)?)(k?)")
+
+
+def parse_length(value, where="lengths") -> int:
+    """4096, "4096", "4k", "4K", "1.5k" -> a whole number of tokens in 1..MAX_LENGTH."""
+    match = _LENGTH.fullmatch(str(value).strip().lower()) if not isinstance(value, bool) else None
+    tokens = float(match.group(1)) * (1024 if match.group(2) else 1) if match else None
+    if tokens is None or tokens != int(tokens):
+        raise SweepError(f"{where}: {value!r} is not a length (use 4096 or 4k)")
+    if not 0 < tokens <= MAX_LENGTH:
+        raise SweepError(f"{where}: length {value!r} must be between 1 and {MAX_LENGTH} tokens")
+    return int(tokens)
+
+
+def parse_lengths(value, where="lengths") -> list:
+    """"4k,8k" or [4096, "8k"] -> [4096, 8192]; empty lists and repeated lengths (1k,1024) are refused."""
+    if not isinstance(value, (str, list, tuple)):
+        raise SweepError(f"{where}: need a list of lengths like [4096, 8k] or '4k,8k', got {value!r}")
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = [parse_length(v, where) for v in items if str(v).strip()]
+    if not out:
+        raise SweepError(f"{where}: need positive lengths, got {value!r}")
+    repeated = sorted({x for x in out if out.count(x) > 1})
+    if repeated:
+        raise SweepError(f"{where}: length {repeated[0]} is given twice in {value!r}")
+    return out
+
+
+def _lengths(value):
+    try:
+        return parse_lengths(value, "lengths")
+    except SweepError as err:
+        raise ConfigError(str(err).removeprefix("lengths: ")) from None
+
+
+def _task_names(value):
+    """A list of names, or one comma-separated string ("ruler_niah,hybridqa")."""
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if isinstance(value, list) and not value:
+        raise ConfigError("must name at least one task or group")
+    return value
+
+
+def _by_length(value):
+    if not isinstance(value, dict):
+        return value   # the type check names it
+    try:
+        return {parse_length(k, "a length key"): v for k, v in value.items()}
+    except SweepError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _not_empty(value):
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError("must not be empty")
+    return value
 
 
 @dataclasses.dataclass
 class ModelEntry:
-    label: str
-    path: str
-    scheme: str = None
-    scheme_params: dict = dataclasses.field(default_factory=dict)
-    scheme_params_by_length: dict = dataclasses.field(default_factory=dict)
+    label: str = spec(parse=_not_empty)
+    path: str = spec(parse=_not_empty)
+    scheme: str | None = None
+    scheme_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    scheme_params_by_length: dict[int, dict[str, Any]] = spec(default_factory=dict, parse=_by_length)
 
     def scheme_for(self, length):
         """(name or None for auto-detect, params) at a given length."""
@@ -46,121 +111,69 @@ class ModelEntry:
 
 @dataclasses.dataclass
 class Sweep:
-    models: list
-    tasks: list
-    lengths: list
-    samples: int = None
-    seed: int = 42
-    batch_size: object = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    beyond_max_positions: str = "warn"
-    include_paths: list = dataclasses.field(default_factory=list)
-    data_root: str = None
-    data: dict = dataclasses.field(default_factory=dict)
+    models: list[ModelEntry]
+    tasks: list[str] = spec(parse=_task_names)
+    lengths: list[int] = spec(parse=_lengths)
+    samples: int | None = spec(None, min=1)
+    seed: int = spec(42, min=0)
+    batch_size: int | Literal["auto"] = spec("auto", min=1, parse=lambda v: int(v) if str(v).isdigit() else v)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    beyond_max_positions: Literal["refuse", "extrapolate"] = "refuse"
+    include_paths: list[str] = dataclasses.field(default_factory=list)
+    data_root: str | None = None
+    data: dict[str, str] = dataclasses.field(default_factory=dict)
     name: str = ""
-    source: str = ""
+    source: str = spec("", internal=True)
+
+    def check(self):
+        if not self.models:
+            raise ConfigError("key 'models' must list at least one model")
+        _check_labels(self.models)
 
     def describe(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelEntry)}
-_SWEEP_KEYS = {f.name for f in dataclasses.fields(Sweep)} - {"source"}
-_CHOICES = {"device": ("auto", "cpu", "cuda"), "dtype": ("auto", "float32", "bfloat16"),
-            "beyond_max_positions": ("warn", "refuse")}
+def _check_labels(models):
+    """Every model label is unique, also as a folder name (samples/<label>/): a second model with the label of the
+    first would be skipped as finished and reported with the first one's scores."""
+    seen = {}
+    for m in models:
+        key = safe_name(m.label)
+        if key in seen:
+            other = seen[key]
+            same = "the same label" if other.label == m.label else f"labels that share a folder ({safe_name(m.label)})"
+            raise ConfigError(f"models {other.label!r} ({other.path}) and {m.label!r} ({m.path}) have {same}; "
+                              "give each model a unique label (label: in a sweep file, DIR@LABEL on the command line)")
+        seen[key] = m
 
 
-def parse_length(value, where="lengths") -> int:
-    """4096, "4096", "4k", "4K" -> 4096."""
-    text = str(value).strip().lower()
-    try:
-        if text.endswith("k"):
-            return int(float(text[:-1]) * 1024)
-        return int(text)
-    except ValueError:
-        raise SweepError(f"{where}: {value!r} is not a length (use 4096 or 4k)") from None
+def parse_model_spec(spec_text: str) -> dict:
+    """`--model DIR[:SCHEME[,key=value...]][@LABEL]` -> the mapping a sweep file's models entry holds.
 
-
-def parse_lengths(value, where="lengths") -> list:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = [parse_length(v, where) for v in items if str(v).strip()]
-    if not out or any(x <= 0 for x in out):
-        raise SweepError(f"{where}: need positive lengths, got {value!r}")
-    return out
-
-
-def parse_model_spec(spec: str) -> ModelEntry:
-    """`--model DIR[:SCHEME[,key=value...]][@LABEL]` on the command line."""
+    A DIR that exists is taken whole, so folders whose names contain ':' or '@' work; otherwise the scheme is after
+    the last ':' (scheme specs never contain one)."""
     from posbench.position_schemes import parse_scheme_spec
 
-    label = None
-    if "@" in spec:
-        spec, label = spec.rsplit("@", 1)
-    path, _, scheme = spec.partition(":")
+    label, rest = None, spec_text
+    if not Path(spec_text).exists() and "@" in spec_text:
+        rest, label = spec_text.rsplit("@", 1)
+    path, scheme = rest, ""
+    if not Path(rest).exists() and ":" in rest:
+        path, _, scheme = rest.rpartition(":")
     name, params = parse_scheme_spec(scheme) if scheme else (None, {})
-    return ModelEntry(label=label or (f"{Path(path).name}:{scheme}" if scheme else Path(path).name),
-                      path=path, scheme=name, scheme_params=params)
+    default_label = f"{Path(path).name}:{scheme}" if scheme else Path(path).name
+    return {"label": label or default_label, "path": path, "scheme": name, "scheme_params": params}
 
 
 def load_sweep(path) -> Sweep:
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, SweepError)
     return parse_sweep(raw, str(path))
 
 
-def parse_sweep(raw, where: str) -> Sweep:
-    if not isinstance(raw, dict):
-        raise SweepError(f"{where}: a sweep file must be a mapping of keys")
-    for key in raw:
-        if key not in _SWEEP_KEYS:
-            raise SweepError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_SWEEP_KEYS))}")
-    for key in ("models", "tasks", "lengths"):
-        if key not in raw:
-            raise SweepError(f"{where}: missing required key {key!r}")
-    if not isinstance(raw["models"], list) or not raw["models"]:
-        raise SweepError(f"{where}: key 'models' must be a non-empty list")
-    models = []
-    for i, m in enumerate(raw["models"]):
-        at = f"{where}: models[{i}]"
-        if not isinstance(m, dict):
-            raise SweepError(f"{at} must be a mapping with label and path")
-        for key in m:
-            if key not in _MODEL_KEYS:
-                raise SweepError(f"{at}: unknown key {key!r}; allowed: {', '.join(sorted(_MODEL_KEYS))}")
-        for key in ("label", "path"):
-            if not isinstance(m.get(key), str) or not m[key]:
-                raise SweepError(f"{at}: missing or empty key {key!r}")
-        for key in ("scheme_params", "scheme_params_by_length"):
-            if not isinstance(m.get(key, {}), dict):
-                raise SweepError(f"{at}: key {key!r} must be a mapping")
-        by_length = {parse_length(k, f"{at}.scheme_params_by_length"): v
-                     for k, v in m.get("scheme_params_by_length", {}).items()}
-        models.append(ModelEntry(label=m["label"], path=m["path"], scheme=m.get("scheme"),
-                                 scheme_params=m.get("scheme_params", {}), scheme_params_by_length=by_length))
-    labels = [m.label for m in models]
-    if len(set(labels)) != len(labels):
-        raise SweepError(f"{where}: model labels must be unique, got {labels}")
-    tasks = raw["tasks"]
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
-        raise SweepError(f"{where}: key 'tasks' must be a non-empty list of task or group names")
-    sweep = Sweep(models=models, tasks=tasks, lengths=parse_lengths(raw["lengths"], f"{where}: lengths"),
-                  source=where, **{k: raw[k] for k in _SWEEP_KEYS - {"models", "tasks", "lengths"} if k in raw})
-    for key, allowed in _CHOICES.items():
-        if getattr(sweep, key) not in allowed:
-            raise SweepError(f"{where}: key {key!r} must be one of {', '.join(allowed)}, got {getattr(sweep, key)!r}")
-    if sweep.samples is not None and (not isinstance(sweep.samples, int) or isinstance(sweep.samples, bool)
-                                      or sweep.samples <= 0):
-        raise SweepError(f"{where}: key 'samples' must be a positive int, got {sweep.samples!r}")
-    if not (sweep.batch_size == "auto" or (isinstance(sweep.batch_size, int) and sweep.batch_size > 0)):
-        raise SweepError(f"{where}: key 'batch_size' must be 'auto' or a positive int, got {sweep.batch_size!r}")
-    if not isinstance(sweep.seed, int):
-        raise SweepError(f"{where}: key 'seed' must be an int, got {sweep.seed!r}")
+def parse_sweep(raw, where: str, flags: dict = None) -> Sweep:
+    """A Sweep from a sweep file's mapping (or the mapping the command-line flags make, with `flags` naming them)."""
+    sweep = build(Sweep, raw, where, SweepError, flags=flags)
+    sweep.source = where
     return sweep

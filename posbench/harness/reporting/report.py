@@ -30,6 +30,7 @@ from posbench.harness.evaluation.results import (
     atomic_write_text,
     safe_name,
 )
+from posbench.harness.files import OutputError
 from posbench.position_schemes.base import format_layer_ids
 
 REQUIRED_COLUMNS = ("model", "task", "length", "score", "n")
@@ -91,8 +92,8 @@ def load_run(path) -> Run:
         raise ReportError(f"{run.root}: no such run directory")
     try:
         manifest = run.read_manifest()
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ReportError(f"{run.manifest_path}: not valid JSON: {err}") from None
+    except OutputError as err:   # damaged or cut short: the message names the file and line
+        raise ReportError(str(err)) from None
     if not isinstance(manifest, dict):
         raise ReportError(f"{run.manifest_path}: expected a JSON object, got {type(manifest).__name__}")
     run_id = str(manifest.get("run_id") or run.root.resolve().name)

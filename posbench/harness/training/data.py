@@ -79,11 +79,19 @@ def read_documents(path: Path, text_key: str) -> list:
         return [content]
     if not ({".json", ".jsonl"} & set(suffixes)):
         raise TrainConfigError(f"{path}: unsupported text file type (use .txt, .json, .jsonl, optionally .gz)")
-    try:
-        records = json.loads(content) if content.lstrip().startswith("[") else \
-            [json.loads(line) for line in content.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise TrainConfigError(f"{path}: not JSON lines or a JSON list ({err})") from None
+    if content.lstrip().startswith("["):
+        try:
+            records = json.loads(content)
+        except json.JSONDecodeError as err:
+            raise TrainConfigError(f"{path}:{err.lineno}: not a JSON list ({err.msg})") from None
+    else:
+        records = []
+        for number, line in enumerate(content.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise TrainConfigError(f"{path}:{number}: not a JSON line ({err.msg})") from None
     docs = []
     for i, record in enumerate(records):
         if not isinstance(record, dict) or not isinstance(record.get(text_key), str):

@@ -2,6 +2,7 @@
 card (README.md) of the exported model. Rank 0 only; every file is replaced atomically or appended row by row."""
 import copy
 import csv
+import io
 import json
 import os
 import statistics
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import torch
 
+from posbench.harness.evaluation.results import atomic_write_text
+from posbench.harness.files import make_tree_shareable
+from posbench.harness.training.config import TrainConfigError
+
 LOSS_COLUMNS = ["step", "lr", "loss", "objective", "answer_loss", "answer_acc", "grad_norm", "tokens", "elapsed_s",
                 "tokens_per_s"]
 EVAL_COLUMNS = ["step", "task", "score", "n"]
@@ -17,12 +22,15 @@ TOKEN_KINDS = ("padding", "text", "synthetic prompts", "answers")  # train_data.
 
 
 def export(model, path: Path, tokenizer, dtype: str) -> Path:
-    """The model (fp32 master weights) as a checkpoint load_model reads, in `dtype`."""
+    """The model (fp32 master weights) as a checkpoint load_model reads, in `dtype`; files readable by the team
+    (safetensors creates its files 0600)."""
     from posbench.harness.core.checkpoint import save_model
 
     if dtype != "float32":
         model = copy.deepcopy(model).to(getattr(torch, dtype))
-    return save_model(model, path, tokenizer)
+    path = save_model(model, path, tokenizer)
+    make_tree_shareable(path)
+    return path
 
 
 def atomic_torch_save(obj, path: Path):
@@ -32,26 +40,36 @@ def atomic_torch_save(obj, path: Path):
 
 
 def read_csv(path: Path) -> list:
+    """The complete rows of a log: a last line cut short by a crash (no newline yet) is not a row."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    for number, row in enumerate(rows, 2):
+        if None in row or None in row.values() or not row.get("step", "").isdigit():
+            raise TrainConfigError(f"{path}:{number}: not a complete row of {path.name} ({row}); the file is "
+                                   "damaged")
+    return rows
 
 
 def truncate_csv(path: Path, columns: list, last_step: int):
-    """Keep the rows up to last_step (a resumed run rewrites what the interrupted one logged after its state)."""
+    """Keep the rows up to last_step (a resumed run rewrites what the interrupted one logged after its state),
+    replacing the file atomically."""
     rows = [r for r in read_csv(path) if int(r["step"]) <= last_step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def append_csv(path: Path, columns: list, row: dict):
     # Six significant digits: enough for any curve, and it keeps a shipped model's per-step log small.
     row = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
     with open(path, "a", newline="") as f:
-        csv.DictWriter(f, columns).writerow(row)
+        csv.DictWriter(f, columns, lineterminator="\n").writerow(row)
 
 
 def plot_loss(out: Path):

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from posbench.harness.files import RunLock, publish_folder
 from posbench.harness.training.config import TrainConfig, TrainConfigError
 from posbench.harness.training.data import KIND_ANSWER, RowSampler, load_data
 from posbench.harness.training.outputs import (
@@ -51,7 +52,7 @@ from posbench.harness.training.outputs import (
 )
 from posbench.position_schemes import format_layer_kinds
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2   # 2: nothing but tensors and plain Python values, so it loads with torch.load(weights_only=True)
 # Keys that may change between an interrupted run and its resume; everything else must match.
 RESUMABLE_TRAIN_KEYS = {"checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval", "device",
                         "compile", "save_dtype", "batch_size", "grad_accum"}  # the global batch is checked apart
@@ -302,6 +303,8 @@ def train(cfg: TrainConfig, out, *, resume=False, stop_at=None, data_root=None, 
         raise TrainConfigError(f"{cfg.path}: train.device is cuda, but torch sees no CUDA device")
     if resume and not (out / "train_state.pt").is_file():
         raise TrainConfigError(f"--resume: {out} has no train_state.pt to resume from")
+    if out.exists() and not out.is_dir():
+        raise TrainConfigError(f"--out {out}: is a file, not a folder")
     if not resume and ((out / "train_state.pt").is_file() or (out / "final").is_dir()):
         raise TrainConfigError(f"{out} already holds a training run; pass --resume to continue it, or another --out")
     if stop_at is not None and not 0 < stop_at <= t["steps"]:
@@ -310,10 +313,12 @@ def train(cfg: TrainConfig, out, *, resume=False, stop_at=None, data_root=None, 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after the tokenizer ran
     env = Dist(device)
     try:
-        run = setup(cfg, out, env, resume, data_root, prepare_workers, command)
-        if stop_at is not None and stop_at <= run.start:
-            raise TrainConfigError(f"--stop-at {stop_at}: the run is already at step {run.start}")
-        return loop(run, stop_at, progress)
+        # Rank 0 writes everything: it alone holds the folder, against a second `train` into the same --out.
+        with RunLock(out, "training folder") if env.main else contextlib.nullcontext():
+            run = setup(cfg, out, env, resume, data_root, prepare_workers, command)
+            if stop_at is not None and stop_at <= run.start:
+                raise TrainConfigError(f"--stop-at {stop_at}: the run is already at step {run.start}")
+            return loop(run, stop_at, progress)
     finally:
         env.close()
 
@@ -344,7 +349,7 @@ def setup(cfg, out, env, resume, data_root, prepare_workers, command) -> Run:
                                   eps=t["eps"], fused=env.device.type == "cuda")
     start, elapsed_before = 0, 0.0
     if resume:
-        state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=False)
+        state = load_train_state(out / "train_state.pt")
         diff = first_difference(state["fingerprint"], fp)
         if diff:
             key, old, new = diff
@@ -474,9 +479,11 @@ def loop(run: Run, stop_at=None, progress=True) -> dict:
         write_manifest(run.info, out, done, step_times, kinds_seen, elapsed(),
                        "finished" if finished else f"stopped at step {done}")
         if finished and not (out / "final").is_dir():
-            final = export(run.model, out / "final", run.tokenizer, t["save_dtype"])
-            (final / "README.md").write_text(model_card(run.info))
-            shutil.copy(out / "train_manifest.json", final / "train_manifest.json")
+            def build_final(folder):
+                export(run.model, folder, run.tokenizer, t["save_dtype"])
+                (folder / "README.md").write_text(model_card(run.info))
+                shutil.copy(out / "train_manifest.json", folder / "train_manifest.json")
+            final = publish_folder(build_final, out / "final")  # a crash mid-export leaves no half-written final/
             run.log(f"final: {final}  (loss {run.info['final_loss']:.4f}, {run.info['tokens_seen']:,} tokens, "
                     f"{run.info['tokens_per_s']:,.0f} tokens/s, {run.info['wall_time_s']:.0f} s)")
     env.barrier()
@@ -495,8 +502,26 @@ def save_checkpoint(run: Run, step: int, elapsed: float):
                        "elapsed_s": elapsed}, run.out / "train_state.pt")
 
 
+def load_train_state(path: Path) -> dict:
+    """train_state.pt, read with weights_only=True: a crafted file cannot run code, a damaged one is an error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError for a damaged file
+        raise TrainConfigError(f"--resume: {path} cannot be read safely ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0] if str(err) else 'truncated'}); it is damaged, or was "
+                               "written by an older posbench: start a new run") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise TrainConfigError(f"--resume: {path} is not a posbench training state of format {STATE_FORMAT} "
+                               f"(found {found!r})")
+    return state
+
+
 def _get_rng() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's generator state as plain ints: weights_only loading refuses numpy arrays.
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, key.tolist(), pos, has_gauss, gauss),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -504,7 +529,8 @@ def _get_rng() -> dict:
 
 def _set_rng(state: dict):
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -9,7 +9,7 @@ import sys
 import warnings
 
 # Order is the order shown by --help.
-COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train"]
+COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train", "data"]
 
 EPILOG = """\
 examples:
@@ -18,7 +18,7 @@ examples:
   python eval.py info MODEL_DIR                  # what a checkpoint is and which scheme each layer uses
   python eval.py report RUN_DIR                  # paper-style tables and plots from a finished run
 
-Everything loads from local paths; nothing is downloaded.
+Everything loads from local paths; only `data download` goes online.
 """
 
 # posbench's packages. Every error class they define for bad input (TaskError, SchemeError, CheckpointError,

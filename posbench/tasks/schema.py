@@ -61,7 +61,6 @@ class TaskSpec:
     truncation: str = "none"           # what to do with a loaded prompt over budget: skip it, or cut it
     selection: str = "first"           # loaders: the first N records, or N after a seeded shuffle
     score_with_prefix: bool = False    # score answer_prefix + prediction (the RePo authors' RULER variant)
-    skip_if_missing: bool = False      # missing data skips the task with a message instead of failing
     variant_of: str = ""               # the official task this one re-defines, for reports
 
     @property
@@ -94,7 +93,7 @@ _YAML_KEYS = {
     "stop": (list, False), "metrics": (list, True), "postprocess": (list, False), "output_type": (str, False),
     "num_samples": (int, False), "seed": (int, False), "context_lengths": ((list, type(None)), False),
     "truncation": (str, False), "selection": (str, False), "score_with_prefix": (bool, False),
-    "skip_if_missing": (bool, False), "variant_of": (str, False),
+    "variant_of": (str, False),
 }
 _CHOICES = {"output_type": OUTPUT_TYPES, "truncation": TRUNCATIONS, "selection": SELECTIONS}
 
@@ -178,7 +177,7 @@ def parse_task(raw: dict, path) -> TaskSpec:
         num_samples=raw.get("num_samples", 100), seed=raw.get("seed", 42),
         context_lengths=tuple(lengths) if lengths is not None else None,
         truncation=raw.get("truncation", "none"), selection=raw.get("selection", "first"),
-        score_with_prefix=raw.get("score_with_prefix", False), skip_if_missing=raw.get("skip_if_missing", False),
+        score_with_prefix=raw.get("score_with_prefix", False),
         variant_of=raw.get("variant_of", ""),
     )
 
@@ -303,7 +302,7 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
                   indices=None) -> list:
     """The samples of `spec` at context `length` (tokens), in index order.
 
-    Raises MissingData when a data file is absent (callers skip tasks with `skip_if_missing`), TaskError for
+    Raises MissingData when a data file is absent (callers skip the task, naming it), TaskError for
     impossible requests (a length too small for the task).
     """
     seed = spec.seed if seed is None else seed

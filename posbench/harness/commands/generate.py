@@ -8,7 +8,7 @@ def register(sub):
         description="Build the samples of one or more tasks (or groups) for a tokenizer and context length, one JSON "
         "line per sample (Sample.to_json: prompt with answer prefix, answers, token_count, metadata such as needle "
         "depths and offsets). Lines go to --out or stdout; a summary per task and length goes to stderr. Tasks "
-        "whose data is missing and that are marked skip_if_missing (RULER qa) are skipped with a message.")
+        "whose data is missing are skipped with a message naming the `eval.py data download` to run.")
     p.add_argument("tasks", metavar="TASK", help="task or group name; several separated by commas")
     p.add_argument("--tokenizer", required=True, metavar="PATH",
                    help="model folder or tokenizer.json whose tokens fill the context")
@@ -82,8 +82,6 @@ def run(args):
                 try:
                     samples = _build(spec, tokenizer, length, n, args.seed, paths)
                 except MissingData as err:
-                    if not spec.skip_if_missing:
-                        raise
                     print(f"skipped: {err}", file=sys.stderr)
                     break
                 for s in samples:

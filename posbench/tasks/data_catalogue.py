@@ -7,11 +7,20 @@ module in data_files/NAME.tsv (path under the data root, size, sha256, url, and 
 "-" for size or sha256 means not pinned: the first download records what it got (see harness/evaluation/data.py).
 """
 import dataclasses
+import os
 from pathlib import Path
 
 from posbench.tasks.errors import MissingData, TaskError
 
 FILE_LISTS = Path(__file__).with_name("data_files")
+
+
+def default_data_root() -> Path:
+    """$POSBENCH_DATA if set (e.g. a copy carried to another machine), else the per-user data folder
+    ${XDG_DATA_HOME:-~/.local/share}/posbench/data (where `eval.py data download` writes by default)."""
+    if os.environ.get("POSBENCH_DATA"):
+        return Path(os.environ["POSBENCH_DATA"])
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "posbench" / "data"
 
 
 @dataclasses.dataclass(frozen=True)

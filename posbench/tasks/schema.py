@@ -19,7 +19,7 @@ the file and the key):
     context_lengths: [4096, 8192, 16384] # default lengths; null for tasks whose samples are not length-controlled
 
 String parameters may name data folders as `${NAME}`: `${data}` is the data root (`--data-root`, default
-`../shared/data`), any other NAME is `--data NAME=PATH` or else `${data}/NAME`.
+$POSBENCH_DATA, else ~/.local/share/posbench/data), any other NAME is `--data NAME=PATH` or else `${data}/NAME`.
 """
 import dataclasses
 import hashlib

@@ -1,6 +1,8 @@
 """`eval.py generate`: write the samples of tasks as JSON lines, exactly what a model will see and how it is scored."""
 import sys
 
+from posbench.harness.evaluation.data import ROOT_HELP
+
 
 def register(sub):
     p = sub.add_parser(
@@ -19,7 +21,7 @@ def register(sub):
     p.add_argument("--out", metavar="FILE.jsonl", help="output file (default: stdout)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="extra folder of task YAML files (repeatable)")
-    p.add_argument("--data-root", metavar="DIR", help="data folder for ${data} (default: ../shared/data)")
+    p.add_argument("--data-root", metavar="DIR", help=ROOT_HELP)
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                    help="a named data file or folder, e.g. squad=dev-v2.0.json (repeatable)")
     p.set_defaults(func=run)

@@ -15,6 +15,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from posbench.tasks.data_catalogue import default_data_root  # noqa: F401  (one definition, used here too)
 from posbench.tasks.errors import TaskError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]   # the checkout (manifests record its git commit)
@@ -24,16 +25,6 @@ CHUNK = 1 << 20
 
 class DataError(TaskError):
     """A download failed or a file does not match the catalogue."""
-
-
-def user_data_root() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "posbench" / "data"
-
-
-def default_data_root() -> Path:
-    """$POSBENCH_DATA if set (e.g. a copy carried to another machine), else the per-user data folder."""
-    return Path(os.environ.get("POSBENCH_DATA") or user_data_root())
 
 
 ROOT_HELP = "data root (default: $POSBENCH_DATA, else ${XDG_DATA_HOME:-~/.local/share}/posbench/data)"

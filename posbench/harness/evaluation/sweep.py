@@ -18,7 +18,7 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     dtype: auto                            # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
     beyond_max_positions: warn             # a length past the model's max positions: warn (and record) | refuse
     include_paths: []                      # extra task folders
-    data_root: null                        # default ../shared/data
+    data_root: null                        # default $POSBENCH_DATA, else ~/.local/share/posbench/data
     data: {}                               # NAME: PATH for ${NAME} in task files
 """
 import dataclasses

@@ -120,6 +120,37 @@ def as_scheme(scheme) -> Scheme:
     return get_scheme(name, **params)
 
 
+# Parameters that choose a scheme's layers: a user who gives one of them replaces the checkpoint's layer choice.
+_LAYER_CHOICE = {"hybrid": ("pattern", "nope_layers"), "repo": ("start_layer",)}
+
+
+def resolve_scheme(ckpt, scheme):
+    """The Scheme a checkpoint is loaded under, or None for its own (detected) scheme.
+
+    scheme: None, a spec string, a (name, params) pair (name None: the checkpoint's own scheme with params changed)
+    or a Scheme (taken as is). A forced scheme of the checkpoint's own kind keeps the checkpoint's parameters and
+    changes only those given: `DIR:repo` on a RePo checkpoint trained from layer 2 stays start_layer=2, and
+    `DIR:repo,scaling=yarn,factor=2` adds YaRN to it.
+    """
+    if scheme is None or isinstance(scheme, Scheme):
+        return scheme
+    name, params = parse_scheme_spec(scheme) if isinstance(scheme, str) else (scheme[0], dict(scheme[1]))
+    if name is None and not params:
+        return None
+    ckpt = ckpt if isinstance(ckpt, Checkpoint) else open_checkpoint(ckpt)
+    try:
+        own_name, own_params = detect_scheme(ckpt.hf_config, ckpt.weights)
+    except SchemeError as err:
+        if name is None:
+            raise CheckpointError(f"{ckpt.path}: {err}") from None
+        own_name, own_params = None, {}   # a forced scheme replaces an unreadable pe_config
+    if name is None or name == own_name:
+        if any(key in params for key in _LAYER_CHOICE.get(own_name, ())):
+            own_params = {k: v for k, v in own_params.items() if k not in _LAYER_CHOICE[own_name]}
+        name, params = own_name, {**own_params, **params}
+    return as_scheme((name, params))
+
+
 def _format_names(names, limit=3) -> str:
     names = sorted(names)
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -135,7 +166,10 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
         repo_weight_layers(ckpt.weights)  # a layer with only part of the RePo maps is an error in any scheme
     except SchemeError as err:
         raise CheckpointError(f"{path}: {err}") from None
-    chosen = as_scheme(scheme) if scheme is not None else detected  # a bad forced scheme stays a SchemeError
+    chosen = resolve_scheme(ckpt, scheme) if scheme is not None else None  # a bad forced scheme stays a SchemeError
+    if chosen is None:
+        detected = detected or as_scheme(detect_scheme(ckpt.hf_config, ckpt.weights))
+        chosen = detected
     with torch.device("meta"):  # no memory and no init cost: every parameter is loaded or initialised below
         model = Transformer(ckpt.config, chosen).to(dtype)
     params = {hf_name(name): p for name, p in model.named_parameters()}
@@ -170,6 +204,13 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
                               f"(no such parameter in a {ckpt.config.model_type} model)"
                               + (f"; also {_format_names(unexpected[1:])}" if len(unexpected) > 1 else ""))
     unused_layers = sorted({int(_REPO_NAME.fullmatch(n)[1]) for n in unused_repo})
+    if unused_layers and chosen.name == "repo":
+        # Still RePo, but with parameters that leave trained RePo layers out: a silent change of the model.
+        trained_from = repo_weight_layers(ckpt.weights)[0]
+        raise CheckpointError(
+            f"{path}: scheme {chosen.spec()} drops the trained RePo weights of layers "
+            f"{format_layer_ids(unused_layers)} ({_format_names(unused_repo)}); keep the checkpoint's "
+            f"start_layer={trained_from} (force just `repo`), or another scheme (e.g. `rope`) to run without RePo")
     if unused_layers:
         warnings.warn(f"{path}: ignoring the RePo weights of layers {format_layer_ids(unused_layers)}: scheme "
                       f"{chosen.spec()} does not use RePo there", stacklevel=3)

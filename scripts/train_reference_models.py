@@ -113,7 +113,7 @@ def main():
     p.add_argument("--models", default="models/reference", help="exported models (default models/reference)")
     p.add_argument("--check-samples", type=int, default=50)
     p.add_argument("--check-length", type=int, default=1024)
-    p.add_argument("--data-root", help="data root (default ../shared/data or $POSBENCH_DATA)")
+    p.add_argument("--data-root", help="data root (default $POSBENCH_DATA, else ~/.local/share/posbench/data)")
     p.add_argument("--gpus", default=os.environ.get("POSBENCH_GPUS", "1"), help="spread the runs over this many GPUs")
     p.add_argument("--pack", metavar="DIR", help="also write DIR/<name>.tar.gz per model and DIR/summary.json")
     p.add_argument("--smoke", action="store_true", help="tiny steps/samples/batch: a CPU pipeline check")

@@ -7,6 +7,9 @@ from tiny_models import build_tiny_model
 
 from posbench.harness.evaluation.data import default_data_root
 from posbench.harness.evaluation.engine import Generation, TorchEngine, truncate_at_stop
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer")
 
 TOKENIZER = default_data_root() / "tokenizers" / \
     "olmo2_dolma2_tokenizer.json"

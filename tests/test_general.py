@@ -9,6 +9,9 @@ import torch
 
 from posbench.harness.evaluation.data import default_data_root
 from posbench.tasks import MissingData, TaskError, TaskRegistry, aggregate, build_samples, score_sample
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer", "arc", "boolq", "mmlu")
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"

@@ -15,6 +15,9 @@ pytest.importorskip("lm_eval")
 
 from posbench.harness.evaluation.data import default_data_root
 from posbench.harness.integrations.lm_eval_model import PosbenchLM  # noqa: E402
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer", "arc", "boolq", "mmlu")
 
 REPO = Path(__file__).resolve().parents[1]
 LM_EVAL_TASKS = REPO / "posbench" / "tasks" / "general" / "lm_eval"

@@ -9,6 +9,7 @@ import pytest
 from posbench.harness.evaluation.data import default_data_root
 from posbench.tasks import MissingData, TaskError, build_samples, score_sample
 from posbench.tasks.hybridqa.loader import linearise
+from tests.data_testing import require_data  # noqa: E402
 
 SHARED = default_data_root()
 HQA = SHARED / "hybridqa"
@@ -16,15 +17,15 @@ HQA = SHARED / "hybridqa"
 
 @pytest.fixture(scope="module")
 def dev_samples(registry, tokenizer):
+    require_data("hybridqa")
     return build_samples(registry.get("hybridqa"), tokenizer, data_paths={"data": str(SHARED)})
 
 
 def test_staged_questions_load_and_the_rest_are_skipped_with_the_file_named(dev_samples):
     assert len(dev_samples) == 3466
     ready = [s for s in dev_samples if s.skip_reason is None]
-    subset = json.loads((HQA / "dev_subset_ids.json").read_text())["question_ids"]
-    # The 12 staged tables also serve 3 other dev questions, so 15 questions have their files.
-    assert set(subset) <= {s.metadata["question_id"] for s in ready} and len(ready) == 15
+    # The catalogue's 12 tables (for 12 of the first 40 questions) also serve 3 other dev questions.
+    assert len(ready) == 15 and sum(s.index < 40 for s in ready) == 12
     skipped = [s for s in dev_samples if s.skip_reason]
     assert all(re.search(r"tables_tok/.+\.json not found", s.skip_reason) for s in skipped)
     reference = json.loads((HQA / "dev_reference.json").read_text())
@@ -47,6 +48,7 @@ def test_linearise_table_then_passages_in_link_order():
 
 
 def test_over_length_questions_are_cut_in_the_middle(registry, tokenizer):
+    require_data("hybridqa")
     spec = registry.get("hybridqa")
     longest = build_samples(spec, tokenizer, length=4096, data_paths={"data": str(SHARED)}, indices=[36])[0]
     assert longest.metadata["question_id"] == "03516021b9a02cfc" and longest.token_count <= 4096 - 32
@@ -63,6 +65,7 @@ def test_official_scoring_through_the_task(registry, dev_samples):
 
 
 def copy_subset(tmp_path, tables=True):
+    require_data("hybridqa")
     root = tmp_path / "hybridqa"
     root.mkdir()
     for name in ("dev.json", "dev_reference.json"):

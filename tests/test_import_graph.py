@@ -62,7 +62,7 @@ def import_graph() -> dict:
                 targets.update(f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names)
         graph[name] = {t for t in targets if t in mods and t != name}
     from posbench.harness.cli import COMMANDS
-    graph["posbench.harness.cli"] |= {f"posbench.harness.commands.{c}" for c in COMMANDS}
+    graph["posbench.harness.cli"] |= {f"posbench.harness.commands.{c.replace('-', '_')}" for c in COMMANDS}
     return graph
 
 

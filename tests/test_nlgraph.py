@@ -13,6 +13,7 @@ from posbench.tasks.nlgraph import graphs, solvers
 from posbench.tasks.nlgraph.scoring import official_correct, repo_extract
 from posbench.tasks.registry import METRICS, ensure_imported
 from posbench.tasks.schema import Sample
+from tests.data_testing import needs_data, require_data  # noqa: E402
 
 SHARED = default_data_root()
 NLGRAPH = SHARED / "nlgraph"
@@ -21,6 +22,7 @@ NLGRAPH = SHARED / "nlgraph"
 @pytest.fixture(scope="module")
 def official(registry, tokenizer):
     """Every official task's samples (the loader cross-checks our solvers with each official answer)."""
+    require_data("nlgraph")
     return {spec.name: (spec, build_samples(spec, tokenizer, data_paths={"data": str(SHARED)}))
             for spec in registry.resolve("nlgraph")}
 
@@ -31,6 +33,7 @@ def check(task, text, **meta):
 
 # ---- parsing and solvers on the official data ------------------------------------------------------------------------
 
+@needs_data("nlgraph")
 def test_every_official_question_round_trips():
     count = 0
     for task in graphs.TASKS:
@@ -224,6 +227,7 @@ def test_repo_metric_leniencies_and_strictness():
     assert repo_extract("matching", "applicant 0: job 1\napplicant 2:  job 0") == "0:1,2:0"
 
 
+@needs_data("nlgraph")
 def test_repo_tasks_use_the_train_split(registry, tokenizer):
     spec = registry.get("nlgraph_repo_cycle_easy")
     samples = build_samples(spec, tokenizer, data_paths={"data": str(SHARED)})
@@ -231,6 +235,7 @@ def test_repo_tasks_use_the_train_split(registry, tokenizer):
     assert spec.metrics == ("nlgraph_repo_substring",) and len(registry.resolve("nlgraph_repo")) == 19
 
 
+@needs_data("nlgraph")
 def test_loader_errors(registry, tokenizer, tmp_path):
     spec = registry.get("nlgraph_flow_easy")
     (tmp_path / "nlgraph" / "flow").mkdir(parents=True)

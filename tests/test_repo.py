@@ -145,10 +145,27 @@ def test_repo_weights_of_unused_layers_are_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="ignoring the RePo weights of layers 5-7: scheme nope does not use"):
         _, _, info = load_model(path, scheme="nope")
     assert info["unused_weights"][0] == "model.layers.5.self_attn.content_map.weight"
-    # A later start layer uses the weights it covers and ignores the rest.
-    with pytest.warns(UserWarning, match="layers 5"):
-        _, _, info = load_model(path, scheme="repo,start_layer=6")
-    assert info["layer_schemes"] == ["rope"] * 6 + ["repo"] * 2
+
+
+def test_forcing_repo_keeps_the_checkpoints_start_layer(tmp_path):
+    """`DIR:repo` is the checkpoint's RePo (start_layer=2 here, not the scheme's default 5) with only the given
+    parameters changed; parameters that would drop trained RePo layers are an error naming the weights."""
+    path, _ = sakana_checkpoint(tmp_path / "sakana", num_layers=8, start_layer=2)
+    for spec in ("repo", ("repo", {}), ("repo", {"scaling": "yarn", "factor": 2,
+                                               "original_max_position_embeddings": 8})):
+        _, _, info = load_model(path, scheme=spec)
+        assert info["layer_schemes"] == ["rope"] * 2 + ["repo"] * 6, spec
+        assert info["scheme"]["params"]["start_layer"] == 2 and not info["unused_weights"], spec
+    assert info["rope_parameters"]["rope_type"] == "yarn"
+    ids = torch.randint(0, VOCAB, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(load_model(path, scheme="repo")[0](ids), load_model(path)[0](ids))
+    with pytest.raises(CheckpointError, match=r"scheme repo,start_layer=4 drops the trained RePo weights of layers "
+                                              r"2-3 \(model.layers.2.self_attn.content_map.weight, .*start_layer=2"):
+        load_model(path, scheme="repo,start_layer=4")
+    # Another scheme is an explicit choice to run without RePo: a warning, as before.
+    with pytest.warns(UserWarning, match="ignoring the RePo weights of layers 2-7"):
+        load_model(path, scheme="rope")
 
 
 def test_olmo2_1b_shapes_give_the_published_parameter_counts():

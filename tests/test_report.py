@@ -317,10 +317,11 @@ def test_needle_depth_accessor_and_bins():
 def test_needle_depths_of_real_ruler_samples(registry, tokenizer):
     """The heatmap reads what the RULER generators write: every niah sample yields its queried needles' depths,
     and a noise-haystack vt sample none."""
-    from posbench.harness.evaluation.data import default_data_root
     from posbench.tasks import build_samples
+    from tests.data_testing import DATA_ROOT, require_data
 
-    paths = {"data": str(default_data_root())}
+    require_data("essays", "punkt_tab")
+    paths = {"data": str(DATA_ROOT)}
     for task, expected in (("niah_single_2", 1), ("niah_multikey_1", 1), ("niah_multivalue", 4)):
         sample = build_samples(registry.get(task), tokenizer, length=1024, num_samples=1, data_paths=paths)[0]
         depths = needle_depths({"metadata": sample.metadata})

@@ -9,6 +9,9 @@ import pytest
 from posbench.harness.cli import main
 from posbench.harness.evaluation.data import default_data_root
 from posbench.tasks import TaskRegistry, build_samples, score_sample
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer", "essays", "punkt_tab")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = default_data_root()

@@ -10,6 +10,9 @@ from posbench.tasks import TaskError, TaskRegistry, build_samples
 from posbench.tasks.ruler import essays
 from posbench.tasks.ruler.common import DEPTHS, NEEDLE, NOISE
 from posbench.tasks.ruler.words import SortedPairs, adj_noun_pairs, cwe_pool
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer", "essays", "punkt_tab")
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"

@@ -7,6 +7,9 @@ import pytest
 from posbench.harness.cli import main
 from posbench.harness.evaluation.data import default_data_root
 from posbench.tasks import MissingData, TaskError, TaskRegistry, build_samples
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer")
 
 SHARED = default_data_root()
 TOKENIZER = str(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
@@ -105,8 +108,8 @@ def test_same_question_same_documents_at_every_call(registry, tokenizer, tmp_pat
 
 def test_missing_file_is_a_skip_with_the_flag_to_pass(registry, tokenizer, tmp_path):
     spec = registry.get("qa_1")
-    assert spec.skip_if_missing and registry.get("qa_2").skip_if_missing and registry.get("repo_qa_1").skip_if_missing
-    with pytest.raises(MissingData, match=rf"SQuAD v2.0 dev file not found at {tmp_path}/squad.*--data squad=PATH"):
+    with pytest.raises(MissingData, match=rf"SQuAD v2.0 dev file not found at {tmp_path}/squad.*--data squad=PATH.*"
+                                          r"eval.py data download squad"):
         build_samples(spec, tokenizer, length=1024, num_samples=1, data_paths={"data": str(tmp_path)})
 
 

@@ -14,6 +14,9 @@ from tiny_models import build_tiny_model
 
 from posbench.harness.cli import main
 from posbench.harness.evaluation.data import default_data_root
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer")
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = default_data_root() / "tokenizers" / "olmo2_dolma2_tokenizer.json"

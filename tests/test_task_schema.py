@@ -7,6 +7,9 @@ import pytest
 from posbench.harness.evaluation.data import default_data_root
 from posbench.tasks import TaskError, TaskRegistry, build_samples, register_generator, register_loader, score_sample
 from posbench.tasks.schema import SampleDraft, aggregate, load_task_file, sample_rng, truncate
+from tests.data_testing import needs_data  # noqa: E402
+
+pytestmark = needs_data("tokenizer")
 
 SHARED = default_data_root()
 TOKENIZER_FILE = SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json"

@@ -15,14 +15,14 @@ from posbench.harness.cli import main
 from posbench.harness.core.checkpoint import checkpoint_tensors, load_model, position_weight_layers
 from posbench.harness.training.config import load_train_config
 from posbench.harness.training.train import build_model, train
+from tests.data_testing import DATA_ROOT, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-C4 = str(SHARED / "text" / "c4-sample.01.json.gz")
+C4 = str(DATA_ROOT / "text" / "c4-sample.01.json.gz")
 SCHEMES = {"rope": ["rope"] * 4, "nope": ["nope"] * 4, "hybrid,pattern=RRRN": ["rope"] * 3 + ["nope"],
            "repo,start_layer=1": ["rope"] + ["repo"] * 3}
 
-pytestmark = pytest.mark.skipif(not Path(C4).is_file(), reason=f"shared data missing: {C4}")
+pytestmark = needs_data("c4_sample")
 
 
 @pytest.fixture(autouse=True)

@@ -27,10 +27,11 @@ from posbench.harness.training.data import (
 )
 from posbench.harness.training.tokenizer import train_bpe
 from posbench.harness.training.train import batch_loss, lr_at
+from tests.data_testing import DATA_ROOT, needs_data
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = DATA_ROOT
 C4 = SHARED / "text" / "c4-sample.01.json.gz"
-pytestmark = pytest.mark.skipif(not C4.is_file(), reason=f"shared data missing: {C4}")
+pytestmark = needs_data("c4_sample")
 
 
 @pytest.fixture(scope="module")

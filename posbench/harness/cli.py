@@ -12,7 +12,7 @@ import warnings
 from posbench.harness.errors import BUG_LINE, error_line, is_user_error
 
 # Order is the order shown by --help.
-COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train"]
+COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train", "data", "lm-eval"]
 
 EPILOG = """\
 examples:
@@ -21,7 +21,7 @@ examples:
   python eval.py info MODEL_DIR                  # what a checkpoint is and which scheme each layer uses
   python eval.py report RUN_DIR                  # paper-style tables and plots from a finished run
 
-Everything loads from local paths; nothing is downloaded.
+Everything loads from local paths; only `data download` goes online.
 """
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"posbench.harness.commands.{name}").register(sub)
+        importlib.import_module(f"posbench.harness.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 
@@ -45,7 +45,13 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"] and argv[1:2] not in (["-h"], ["--help"]):
+        # lm-eval's options (--model, --tasks, ...) are not ours to parse: pass them through untouched.
+        args = argparse.Namespace(func=importlib.import_module("posbench.harness.commands.lm_eval").run,
+                                  lm_eval_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -6,4 +6,4 @@ class TaskError(ValueError):
 
 
 class MissingData(TaskError):
-    """A data file a task needs is absent. Tasks marked `skip_if_missing` are skipped with this message."""
+    """A data file a task needs is absent: the task is skipped with this message (it names the data set to download)."""

@@ -19,7 +19,7 @@ the file and the key):
     context_lengths: [4096, 8192, 16384] # default lengths; null for tasks whose samples are not length-controlled
 
 String parameters may name data folders as `${NAME}`: `${data}` is the data root (`--data-root`, default
-`../shared/data`), any other NAME is `--data NAME=PATH` or else `${data}/NAME`.
+$POSBENCH_DATA, else ~/.local/share/posbench/data), any other NAME is `--data NAME=PATH` or else `${data}/NAME`.
 """
 import dataclasses
 import hashlib
@@ -56,7 +56,6 @@ class TaskSpec:
     truncation: str = "none"           # what to do with a loaded prompt over budget: skip it, or cut it
     selection: str = "first"           # loaders: the first N records, or N after a seeded shuffle
     score_with_prefix: bool = False    # score answer_prefix + prediction (the RePo authors' RULER variant)
-    skip_if_missing: bool = False      # missing data skips the task with a message instead of failing
     variant_of: str = ""               # the official task this one re-defines, for reports
 
     @property
@@ -108,7 +107,6 @@ class TaskFile:
     truncation: Literal["none", "middle", "left"] = "none"
     selection: Literal["first", "shuffle"] = "first"
     score_with_prefix: bool = False
-    skip_if_missing: bool = False
     variant_of: str = ""
 
 
@@ -153,7 +151,7 @@ def parse_task(raw: dict, path) -> TaskSpec:
         output_type=f.output_type, num_samples=f.num_samples, seed=f.seed,
         context_lengths=tuple(f.context_lengths) if f.context_lengths is not None else None,
         truncation=f.truncation, selection=f.selection, score_with_prefix=f.score_with_prefix,
-        skip_if_missing=f.skip_if_missing, variant_of=f.variant_of,
+        variant_of=f.variant_of,
     )
 
 
@@ -273,7 +271,7 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
                   indices=None) -> list:
     """The samples of `spec` at context `length` (tokens), in index order.
 
-    Raises MissingData when a data file is absent (callers skip tasks with `skip_if_missing`), TaskError for
+    Raises MissingData when a data file is absent (callers skip the task, naming it), TaskError for
     impossible requests (a length too small for the task).
     """
     seed = spec.seed if seed is None else seed

@@ -1,6 +1,8 @@
 """`eval.py generate`: write the samples of tasks as JSON lines, exactly what a model will see and how it is scored."""
 import sys
 
+from posbench.harness.evaluation.data import ROOT_HELP
+
 
 def register(sub):
     p = sub.add_parser(
@@ -8,7 +10,7 @@ def register(sub):
         description="Build the samples of one or more tasks (or groups) for a tokenizer and context length, one JSON "
         "line per sample (Sample.to_json: prompt with answer prefix, answers, token_count, metadata such as needle "
         "depths and offsets). Lines go to --out or stdout; a summary per task and length goes to stderr. Tasks "
-        "whose data is missing and that are marked skip_if_missing (RULER qa) are skipped with a message.")
+        "whose data is missing are skipped with a message naming the `eval.py data download` to run.")
     p.add_argument("tasks", metavar="TASK", help="task or group name; several separated by commas")
     p.add_argument("--tokenizer", required=True, metavar="PATH",
                    help="model folder or tokenizer.json whose tokens fill the context")
@@ -19,7 +21,7 @@ def register(sub):
     p.add_argument("--out", metavar="FILE.jsonl", help="output file (default: stdout)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="extra folder of task YAML files (repeatable)")
-    p.add_argument("--data-root", metavar="DIR", help="data folder for ${data} (default: ../shared/data)")
+    p.add_argument("--data-root", metavar="DIR", help=ROOT_HELP)
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                    help="a named data file or folder, e.g. squad=dev-v2.0.json (repeatable)")
     p.set_defaults(func=run)
@@ -85,8 +87,6 @@ def run(args):
                 try:
                     samples = _build(spec, tokenizer, length, n, args.seed, paths)
                 except MissingData as err:
-                    if not spec.skip_if_missing:
-                        raise
                     print(f"skipped: {err}", file=sys.stderr)
                     break
                 for s in samples:

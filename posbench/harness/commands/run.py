@@ -1,4 +1,5 @@
 """`eval.py run` and `eval.py sweep`: evaluate models x tasks x lengths into a run directory (resumable)."""
+from posbench.harness.evaluation.data import ROOT_HELP
 
 RUN_EPILOG = """\
 examples:
@@ -33,7 +34,7 @@ def register(sub):
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR", help="extra task folder")
-    p.add_argument("--data-root", metavar="DIR", help="data root for ${data} (default ../shared/data)")
+    p.add_argument("--data-root", metavar="DIR", help=ROOT_HELP)
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="a data path for ${NAME}")
     p.add_argument("--beyond-max-positions", choices=["refuse", "extrapolate"], default="refuse",
                    help="lengths past a model's positions (x its RoPE scaling factor): refuse (default), or "

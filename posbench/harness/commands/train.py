@@ -29,7 +29,7 @@ def register(sub):
     p.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP steps with a checkpoint, as an "
                    "interruption would (continue with --resume)")
     p.add_argument("--data-root", metavar="DIR", help="data root for ${data} (default: data.root, $POSBENCH_DATA, "
-                   "or ../shared/data)")
+                   "or ~/.local/share/posbench/data)")
     p.add_argument("--prepare", action="store_true", help="only train the tokenizer and build the data cache, "
                    "then exit (concurrent runs on the same data then share them)")
     p.add_argument("--workers", type=int, metavar="N", help="processes for building the data cache (default: the "

@@ -178,6 +178,37 @@ def as_scheme(scheme) -> Scheme:
     return get_scheme(name, **params)
 
 
+# Parameters that choose a scheme's layers: a user who gives one of them replaces the checkpoint's layer choice.
+_LAYER_CHOICE = {"hybrid": ("pattern", "nope_layers"), "repo": ("start_layer",)}
+
+
+def resolve_scheme(ckpt, scheme):
+    """The Scheme a checkpoint is loaded under, or None for its own (detected) scheme.
+
+    scheme: None, a spec string, a (name, params) pair (name None: the checkpoint's own scheme with params changed)
+    or a Scheme (taken as is). A forced scheme of the checkpoint's own kind keeps the checkpoint's parameters and
+    changes only those given: `DIR:repo` on a RePo checkpoint trained from layer 2 stays start_layer=2, and
+    `DIR:repo,scaling=yarn,factor=2` adds YaRN to it.
+    """
+    if scheme is None or isinstance(scheme, Scheme):
+        return scheme
+    name, params = parse_scheme_spec(scheme) if isinstance(scheme, str) else (scheme[0], dict(scheme[1]))
+    if name is None and not params:
+        return None
+    ckpt = ckpt if isinstance(ckpt, Checkpoint) else open_checkpoint(ckpt)
+    try:
+        own_name, own_params = detect_scheme(ckpt.hf_config, ckpt.weights)
+    except SchemeError as err:
+        if name is None:
+            raise CheckpointError(f"{ckpt.path}: {err}") from None
+        own_name, own_params = None, {}   # a forced scheme replaces an unreadable pe_config
+    if name is None or name == own_name:
+        if any(key in params for key in _LAYER_CHOICE.get(own_name, ())):
+            own_params = {k: v for k, v in own_params.items() if k not in _LAYER_CHOICE[own_name]}
+        name, params = own_name, {**own_params, **params}
+    return as_scheme((name, params))
+
+
 def _format_names(names, limit=3) -> str:
     names = sorted(names)
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -193,7 +224,10 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
         repo_weight_layers(ckpt.weights)  # a layer with only part of the RePo maps is an error in any scheme
     except SchemeError as err:
         raise CheckpointError(f"{path}: {err}") from None
-    chosen = as_scheme(scheme) if scheme is not None else detected  # a bad forced scheme stays a SchemeError
+    chosen = resolve_scheme(ckpt, scheme) if scheme is not None else None  # a bad forced scheme stays a SchemeError
+    if chosen is None:
+        detected = detected or as_scheme(detect_scheme(ckpt.hf_config, ckpt.weights))
+        chosen = detected
     with torch.device("meta"):  # no memory and no init cost: every parameter is loaded or initialised below
         model = Transformer(ckpt.config, chosen).to(dtype)
     params = checkpoint_tensors(model)
@@ -235,6 +269,21 @@ def _build(ckpt: Checkpoint, scheme, dtype: torch.dtype, device) -> tuple[Transf
         raise CheckpointError(f"{path}: unexpected weight {unexpected[0]} in {ckpt.weights[unexpected[0]].file.name} "
                               f"(no such parameter in a {ckpt.config.model_type} model)"
                               + (f"; also {_format_names(unexpected[1:])}" if len(unexpected) > 1 else ""))
+    if unused:
+        try:
+            own_name = detect_scheme(ckpt.hf_config, ckpt.weights)[0]
+        except SchemeError:
+            own_name = None
+        names = [name for group in unused.values() for name in group]
+        if chosen.name == own_name:
+            # Still the checkpoint's own scheme, but with parameters that leave trained position weights out: a
+            # silent change of the model. Another scheme (e.g. `rope`) is an explicit choice and only warns.
+            layers = sorted({int(_LAYER_WEIGHT.fullmatch(name)[1]) for name in names})
+            own = as_scheme(detect_scheme(ckpt.hf_config, ckpt.weights)).spec()
+            raise CheckpointError(
+                f"{path}: scheme {chosen.spec()} drops the trained {' and '.join(unused)} weights of layers "
+                f"{format_layer_ids(layers)} ({_format_names(names)}); force just `{own_name}` to keep the "
+                f"checkpoint's own parameters ({own}), or another scheme (e.g. `rope`) to run without them")
     for title, names in unused.items():
         layers = sorted({int(_LAYER_WEIGHT.fullmatch(name)[1]) for name in names})
         warnings.warn(f"{path}: ignoring the {title} weights of layers {format_layer_ids(layers)}: scheme "

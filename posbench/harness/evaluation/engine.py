@@ -75,13 +75,9 @@ class TorchEngine:
         """Load a checkpoint under `scheme` = (name, params); name None means the checkpoint's own scheme, with
         params (if any) overriding its parameters. `reuse`: an engine over the same folder, dtype and device whose
         weights are kept and only re-schemed when the layer kinds stay the same (e.g. another YaRN factor)."""
-        from posbench.harness.core.checkpoint import as_scheme, inspect_model, load_model
+        from posbench.harness.core.checkpoint import load_model, resolve_scheme
 
-        name, params = scheme
-        if name is None and params:
-            detected = inspect_model(path)["scheme"]
-            name, params = detected["name"], {**detected["params"], **params}
-        wanted = as_scheme((name, params)) if name else None
+        wanted = resolve_scheme(path, scheme)   # a forced scheme of the checkpoint's kind keeps its parameters
         if reuse is not None and (reuse.path, reuse.dtype, reuse.device) == (str(path), dtype, device):
             if wanted is None and reuse.requested_scheme is None:
                 return reuse

@@ -145,7 +145,7 @@ class SampleCache:
 
 def probe_samples(sweep: Sweep, specs, sample_cache: SampleCache) -> list:
     """Build sample 0 of every task at every length with each distinct tokenizer, so that a length too small for a
-    task or a missing data file fails (or, for skip_if_missing tasks, is reported) before any model runs.
+    task fails, and a task whose data is missing is reported as skipped, before any model runs.
     Returns [{task, reason}] for tasks to skip."""
     from posbench.harness.core.checkpoint import load_tokenizer
 
@@ -165,8 +165,6 @@ def probe_samples(sweep: Sweep, specs, sample_cache: SampleCache) -> list:
                 try:
                     sample_cache.get(tok, spec, length, indices=[0])
                 except MissingData as err:
-                    if not spec.skip_if_missing:
-                        raise
                     skipped[spec.name] = {"task": spec.name, "reason": str(err)}
     return list(skipped.values())
 

@@ -19,7 +19,7 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     beyond_max_positions: refuse           # a length past the model's positions x its scaling factor: refuse,
                                            # or extrapolate (run it, with a warning recorded in the manifest)
     include_paths: []                      # extra task folders
-    data_root: null                        # default ../shared/data
+    data_root: null                        # default $POSBENCH_DATA, else ~/.local/share/posbench/data
     data: {}                               # NAME: PATH for ${NAME} in task files
 """
 import dataclasses

@@ -1,19 +1,17 @@
 """lm-evaluation-harness's own command line, with posbench's model registered and nothing downloaded.
 
-    python -m posbench.harness.integrations.lm_eval_cli --model posbench \\
+    posbench lm-eval --model posbench \\          (or: python eval.py lm-eval ...)
         --model_args pretrained=DIR,scheme=repo,max_length=4096 --batch_size 8 \\
-        --tasks posbench_arc_easy,posbench_mmlu --include_path posbench/tasks/general --limit 4
+        --tasks posbench_arc_easy,posbench_mmlu --limit 4
 
 Every argument is lm-eval's (`lm_eval --help`), plus posbench's `--data NAME=PATH` for the user-supplied data sets
 (hellaswag, mmlu_pro, triviaqa), which becomes $POSBENCH_DATA_<NAME>. `--include_path posbench/tasks/general/lm_eval`
 is added
 when no --include_path is given. HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 are set unless already set.
 
-Why a wrapper: lm-eval 0.4.13 resolves `--model` before it imports any task file and has no plugin entry point, so
-the `posbench` model must be registered by importing posbench.harness.integrations.lm_eval_model first. Plain `lm_eval
---model posbench`
-works too once posbench.harness.integrations.lm_eval_hook is installed (scripts/setup.sh does it); this wrapper needs
-no hook.
+Why a wrapper: lm-eval 0.4.13 (the newest release) resolves `--model` before it imports any task file and has no
+plugin entry point (its registry never reads installed entry points), so the `posbench` model must be registered by
+importing posbench.harness.integrations.lm_eval_model first. Plain `lm_eval --model posbench` does not know it.
 """
 import os
 import sys

@@ -15,7 +15,7 @@
     tokenizer: {train: {vocab_size: 8192, synthetic_samples: 32}}  # or a byte-level BPE trained on the data
     data:
       seed: 1234                       # seed of the synthetic samples (evaluation uses 42: never train on it)
-      root: null                       # ${data} in file patterns (default ../shared/data or $POSBENCH_DATA)
+      root: null                       # ${data} in file patterns (default: eval.py's data root)
       cache: DIR                       # optional: where prepared data (tokenizer, synthetic samples) is kept
                                        # and shared by runs (`eval.py train --prepare` fills it)
       task_paths: []                   # extra task folders

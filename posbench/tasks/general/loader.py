@@ -6,19 +6,20 @@ Prompts, continuations and gold indices are lm-evaluation-harness's 0-shot defau
 """
 from pathlib import Path
 
-from posbench.tasks.errors import MissingData, TaskError
+from posbench.tasks.data_catalogue import missing_data
+from posbench.tasks.errors import TaskError
 from posbench.tasks.registry import register_loader
 from posbench.tasks.schema import SampleDraft
 
 
-def read_arrow_split(folder) -> list:
+def read_arrow_split(folder, data_name: str) -> list:
     """Rows of every `*.arrow` shard in a save_to_disk split folder, shard by shard, as dicts."""
     import pyarrow as pa
 
     folder = Path(folder)
     shards = sorted(folder.glob("*.arrow")) if folder.is_dir() else []
     if not shards:
-        raise MissingData(f"no Arrow shards (*.arrow) in {folder}; expected a datasets save_to_disk split folder")
+        raise missing_data(data_name, f"no Arrow shards (*.arrow) in {folder} (a datasets save_to_disk split folder)")
     rows = []
     for shard in shards:
         try:
@@ -37,7 +38,7 @@ def _need(row, fields, where):
 @register_loader("arc")
 def load_arc(ctx, *, path: str):
     drafts = []
-    for i, row in enumerate(read_arrow_split(path)):
+    for i, row in enumerate(read_arrow_split(path, "arc")):
         _need(row, ("question", "choices", "answerKey"), f"{path} row {i}")
         labels = row["choices"]["label"]
         if row["answerKey"] not in labels:
@@ -51,7 +52,7 @@ def load_arc(ctx, *, path: str):
 @register_loader("boolq")
 def load_boolq(ctx, *, path: str):
     drafts = []
-    for i, row in enumerate(read_arrow_split(path)):
+    for i, row in enumerate(read_arrow_split(path, "boolq")):
         _need(row, ("question", "passage", "answer"), f"{path} row {i}")
         drafts.append(SampleDraft(fields={"passage": row["passage"], "question": row["question"]},
                                   answers=["yes" if row["answer"] else "no"], choices=[" no", " yes"],
@@ -64,10 +65,10 @@ def load_mmlu(ctx, *, root: str, split: str = "test"):
     """Every subject folder under `root` (`<subject>/<split>/`), subjects in alphabetical order."""
     subjects = sorted(p.name for p in Path(root).iterdir() if (p / split).is_dir()) if Path(root).is_dir() else []
     if not subjects:
-        raise MissingData(f"no MMLU subject folders with a {split!r} split under {root}")
+        raise missing_data("mmlu", f"no MMLU subject folders with a {split!r} split under {root}")
     drafts = []
     for subject in subjects:
-        for i, row in enumerate(read_arrow_split(Path(root) / subject / split)):
+        for i, row in enumerate(read_arrow_split(Path(root) / subject / split, "mmlu")):
             _need(row, ("question", "choices", "answer"), f"{root}/{subject} row {i}")
             if len(row["choices"]) != 4 or not 0 <= row["answer"] < 4:
                 raise TaskError(f"{root}/{subject} row {i}: MMLU needs 4 choices and an answer in 0-3")

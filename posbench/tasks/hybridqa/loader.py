@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from urllib.parse import unquote
 
-from posbench.tasks.errors import MissingData, TaskError
+from posbench.tasks.data_catalogue import missing_data
+from posbench.tasks.errors import TaskError
 from posbench.tasks.registry import register_loader
 from posbench.tasks.schema import SampleDraft
 
@@ -53,7 +54,7 @@ def load_hybridqa(ctx, *, questions: str, reference: str, tables: str):
     qpath, rpath, tdir = Path(questions), Path(reference), Path(tables)
     for p in (qpath, rpath):
         if not p.is_file():
-            raise MissingData(f"HybridQA file {p} not found (wenhuchen/HybridQA released_data/)")
+            raise missing_data("hybridqa", f"HybridQA file {p} not found")
     records, ref = _read_json(qpath, "the question file"), _read_json(rpath, "the reference file")
     if not isinstance(records, list) or not isinstance(ref, dict) or "reference" not in ref:
         raise TaskError(f"{qpath} must be a list of questions and {rpath} a dict with 'reference'")
@@ -76,6 +77,6 @@ def load_hybridqa(ctx, *, questions: str, reference: str, tables: str):
         drafts.append(SampleDraft(fields=fields, answers=[ref["reference"][qid]], metadata=meta,
                                   skip_reason=None if missing is None else f"HybridQA file {missing} not found"))
     if not loaded:
-        raise MissingData(f"none of the {len(records)} HybridQA questions in {qpath} has its table and passages "
-                          f"under {tdir}/tables_tok and request_tok (wenhuchen/WikiTables-WithLinks)")
+        raise missing_data("hybridqa", f"none of the {len(records)} HybridQA questions in {qpath} has its table and "
+                           f"passages under {tdir}/tables_tok and request_tok")
     return drafts

@@ -6,7 +6,8 @@ what scoring and reports need: `all_classes` (trec/lsht), the record's `length` 
 import json
 from pathlib import Path
 
-from posbench.tasks.errors import MissingData, TaskError
+from posbench.tasks.data_catalogue import missing_data
+from posbench.tasks.errors import TaskError
 from posbench.tasks.registry import register_loader
 from posbench.tasks.schema import SampleDraft
 
@@ -22,8 +23,8 @@ def length_bucket(length: int) -> str:
 
 def read_records(path: Path) -> list:
     if not path.is_file():
-        raise MissingData(f"LongBench file {path} not found; pass --data longbench=DIR with the official jsonl "
-                          f"files (THUDM/LongBench data.zip)")
+        raise missing_data("longbench", f"LongBench file {path} not found (or pass --data longbench=DIR holding the "
+                           f"official jsonl files)")
     records = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -9,7 +9,8 @@ import json
 import re
 from pathlib import Path
 
-from posbench.tasks.errors import MissingData, TaskError
+from posbench.tasks.data_catalogue import missing_data
+from posbench.tasks.errors import TaskError
 from posbench.tasks.nlgraph import graphs, solvers
 from posbench.tasks.registry import register_loader
 from posbench.tasks.schema import SampleDraft
@@ -59,7 +60,7 @@ def load_nlgraph(ctx, *, root: str, task: str, difficulty: str, split: str = "ma
                         f"test; got {difficulty!r}, {split!r}")
     path = Path(root) / task / f"{split}.json"
     if not path.is_file():
-        raise MissingData(f"NLGraph file {path} not found (Arthur-Heng/NLGraph `NLGraph/{task}/{split}.json`)")
+        raise missing_data("nlgraph", f"NLGraph file {path} not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

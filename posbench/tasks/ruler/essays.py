@@ -9,6 +9,7 @@ import functools
 import re
 from pathlib import Path
 
+from posbench.tasks.data_catalogue import missing_data
 from posbench.tasks.errors import MissingData, TaskError
 
 
@@ -17,8 +18,7 @@ def essay_words(essay_dir: str) -> tuple:
     folder = Path(essay_dir)
     files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
     if not files:
-        raise MissingData(f"essay haystack not found: {folder} has no Paul Graham essay .txt files; pass "
-                          f"--data-root DIR whose haystack/pg_essays holds them (see shared/data/PROVENANCE.md)")
+        raise missing_data("essays", f"essay haystack not found: {folder} has no Paul Graham essay .txt files")
     text = "".join(f.read_text(encoding="utf-8") for f in files)
     return tuple(re.sub(r"\s+", " ", text).split(" "))
 
@@ -26,8 +26,7 @@ def essay_words(essay_dir: str) -> tuple:
 def _punkt(nltk_data: str):
     english = Path(nltk_data) / "tokenizers" / "punkt_tab" / "english"
     if not english.is_dir():
-        raise MissingData(f"nltk punkt_tab data not found: {english} does not exist; pass --data-root DIR whose "
-                          f"nltk_data/ holds tokenizers/punkt_tab/english (posbench never downloads it)")
+        raise missing_data("punkt_tab", f"nltk punkt_tab data not found: {english} does not exist")
     import nltk
     if nltk_data not in nltk.data.path:
         nltk.data.path.insert(0, nltk_data)

@@ -6,7 +6,8 @@ import json
 import random
 from pathlib import Path
 
-from posbench.tasks.errors import MissingData, TaskError
+from posbench.tasks.data_catalogue import missing_data
+from posbench.tasks.errors import TaskError
 from posbench.tasks.registry import register_generator
 from posbench.tasks.ruler.common import DistinctDraws, check_choice, fit, fit_budget
 from posbench.tasks.schema import SampleDraft
@@ -63,13 +64,12 @@ def _load(path: str, dataset: str, stamp) -> tuple:
 
 
 def load(task: str, dataset: str, path: str) -> tuple:
-    label, name, url = OFFICIAL[dataset]
+    label, name, _ = OFFICIAL[dataset]
     p = Path(path)
     if p.is_dir():
         p = p / name
     if not p.is_file():
-        raise MissingData(f"task {task}: {label} file not found at {p}; download {name} ({url}) and pass "
-                          f"--data {dataset}=PATH")
+        raise missing_data(dataset, f"task {task}: {label} file not found at {p} (or pass --data {dataset}=PATH)")
     st = p.stat()
     return _load(str(p), dataset, (st.st_mtime_ns, st.st_size))
 

@@ -1,10 +1,11 @@
 """Local data for posbench's lm-evaluation-harness tasks (`custom_dataset: !function utils.<name>`). Nothing is fetched.
 
 lm-eval imports this file by path (not as part of the `tasks` package), so it only uses the standard library,
-`datasets` and lm-eval itself.
+`datasets`, lm-eval itself and the installed posbench's data catalogue (for the default data root).
 
-Shipped data (ARC, BoolQ, MMLU) is read from the data root: `--metadata '{"data_root": DIR}'`, else $POSBENCH_DATA,
-else `../shared/data` beside the repository. User data (HellaSwag, MMLU-Pro, TriviaQA) comes from
+Catalogued data (ARC, BoolQ, MMLU: `eval.py data download arc boolq mmlu`) is read from the data root:
+`--metadata '{"data_root": DIR}'`, else $POSBENCH_DATA, else ${XDG_DATA_HOME:-~/.local/share}/posbench/data.
+User data (HellaSwag, MMLU-Pro, TriviaQA) comes from
 `--metadata '{"hellaswag": PATH}'` or $POSBENCH_DATA_HELLASWAG (likewise MMLU_PRO, TRIVIAQA), else
 `<data root>/<name>`; PATH is a file (.jsonl/.json/.parquet/.arrow) holding the evaluated split, or a folder with
 `<split>/` (save_to_disk), `<split>.jsonl`, `<split>.parquet` or `**/<split>-*.parquet` (the Hub layout).
@@ -17,12 +18,14 @@ from pathlib import Path
 import lm_eval.tasks.hellaswag.utils as _hellaswag
 import lm_eval.tasks.mmlu_pro.utils as _mmlu_pro
 
+from posbench.tasks.data_catalogue import default_data_root
+
 hellaswag_process_docs = _hellaswag.process_docs
 mmlu_pro_doc_to_text = _mmlu_pro.doc_to_text
 mmlu_pro_fewshot_to_text = _mmlu_pro.fewshot_to_text
 mmlu_pro_fewshot_to_target = _mmlu_pro.fewshot_to_target
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[4].parent / "shared" / "data"
+DOWNLOAD = "run `python eval.py data download arc boolq mmlu` (or pass --metadata '{\"data_root\": DIR}')"
 MMLU_PRO_CATEGORIES = ("biology", "business", "chemistry", "computer science", "economics", "engineering",
                        "health", "history", "law", "math", "other", "philosophy", "physics", "psychology")
 USER_DATA = {"hellaswag": "Rowan/hellaswag (validation split)", "mmlu_pro": "TIGER-Lab/MMLU-Pro (test and "
@@ -30,14 +33,14 @@ USER_DATA = {"hellaswag": "Rowan/hellaswag (validation split)", "mmlu_pro": "TIG
 
 
 def data_root(meta: dict) -> Path:
-    return Path(meta.get("data_root") or os.environ.get("POSBENCH_DATA") or DEFAULT_ROOT)
+    return Path(meta.get("data_root") or default_data_root())
 
 
 def _arrow_folder(folder: Path):
     import datasets
     shards = sorted(folder.glob("*.arrow"))
     if not shards:
-        raise FileNotFoundError(f"posbench: no Arrow shards (*.arrow) in {folder}")
+        raise FileNotFoundError(f"posbench: no Arrow shards (*.arrow) in {folder}; {DOWNLOAD}")
     return datasets.concatenate_datasets([datasets.Dataset.from_file(str(s)) for s in shards])
 
 
@@ -100,7 +103,7 @@ def mmlu(**meta):
     root = data_root(meta) / "general/hails/mmlu_no_train"
     subjects = sorted(p for p in root.glob("*/test") if p.is_dir())
     if not subjects:
-        raise FileNotFoundError(f"posbench: no MMLU subject folders (<subject>/test/) under {root}")
+        raise FileNotFoundError(f"posbench: no MMLU subject folders (<subject>/test/) under {root}; {DOWNLOAD}")
     return {"test": datasets.concatenate_datasets([_arrow_folder(p) for p in subjects])}
 
 

@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # a command may start copies of itself (--gpus)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

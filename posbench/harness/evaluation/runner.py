@@ -253,10 +253,13 @@ def cell_line(row: dict, timing: dict) -> str:
             + (f" | {rate:.2f} samples/s" if rate else ""))
 
 
-def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> Path:
-    """Run (or resume) a sweep into out_dir; returns the run directory."""
+def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print, shard=None) -> Path:
+    """Run (or resume) a sweep into out_dir; returns the run directory. shard: this process's share of the cells
+    when several ranks run the sweep (posbench/harness/evaluation/shards.py); None runs them all."""
+    from posbench.harness.evaluation import shards
     from posbench.harness.evaluation.engine import TorchEngine, resolve_device
 
+    shard = shard or shards.Shard()
     specs, cells, warnings = plan(sweep)
     for w in warnings:
         echo(f"warning: {w}")
@@ -265,13 +268,21 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
     skipped_tasks = {t["task"]: t for t in probe_samples(sweep, specs, sample_cache)}
     for t in skipped_tasks.values():
         echo(f"skipping {t['task']}: {t['reason']}")
-    run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
-    manifest["skipped_tasks"] = list(skipped_tasks.values())
-    run.write_manifest(manifest)
+    if shard.rank == 0:   # one writer of the manifest; the others read it once it exists
+        run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
+        manifest["skipped_tasks"] = list(skipped_tasks.values())
+        run.write_manifest(manifest)
+    shard.barrier()
+    if shard.rank != 0:
+        run = RunDir(out_dir)
+        manifest = run.read_manifest()
+        manifest.update(device=manifest_info.device_info(device), cells={}, models=[])
+    owned = {id(c) for i, c in enumerate(cells) if shard.owns(i)}
+    mine = []
     engine = None
     for entry in sweep.models:
         for length in sweep.lengths + [None]:
-            model_cells = [c for c in cells if c.model == entry.label and c.length == length]
+            model_cells = [c for c in cells if c.model == entry.label and c.length == length and id(c) in owned]
             if not model_cells:
                 continue
             scheme = entry.scheme_for(length if length is not None else max(sweep.lengths))
@@ -287,13 +298,25 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
                 timing = run_cell(engine, run, cell, samples, max_len, progress=progress)
                 key = f"{cell.model}/{spec.name}/{length_label(cell.length)}"
                 manifest["cells"][key] = timing
+                mine.append(key)
                 rows = summarize(run, manifest, [cell])
                 if rows:
                     echo(cell_line(rows[0], timing))
-                run.write_manifest(manifest)
-    run.write_summary(summarize(run, manifest, cells))
-    manifest["finished"] = manifest_info.now()
-    run.write_manifest(manifest)
+                if shard.rank == 0:
+                    run.write_manifest(manifest)
+                else:
+                    shards.write_report(shard, run.root, manifest, mine)
+    shard.barrier()   # every rank's logs and report are complete
+    if shard.rank == 0:
+        if shard.world > 1:
+            shards.merge_reports(run.root, manifest, shard.world)
+            order = [m.label for m in sweep.models]
+            manifest["models"].sort(key=lambda m: order.index(m["label"]) if m["label"] in order else len(order))
+        run.write_summary(summarize(run, manifest, cells))
+        manifest["finished"] = manifest_info.now()
+        run.write_manifest(manifest)
+    shard.barrier()
+    shard.close()
     return run.root
 
 

@@ -101,6 +101,12 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     cp "$WORK/agreement.json" "$WORK/bench/bench.md" "$WORK/bench/bench.json" "$WORK/sweep/hf_baseline.md" \
       "$WORK/sweep/summary.csv" "$OUT/" 2>/dev/null
     ;;
+  engine-quick)   # the engine stage's correctness check and decode/prefill floors only (~2.5 min)
+    step agreement 70 python3 scripts/graph_vs_eager.py .device_data/tokenizers/olmo2_dolma2_tokenizer.json \
+      --random-1b --prompts 8 --out "$OUT/agreement.json"
+    step bench 100 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3
+    cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
+    ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac
 rm -rf /tmp/posbench_work/$STAGE/kernels/*.pt 2>/dev/null

@@ -107,6 +107,13 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     step bench 100 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3
     cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
     ;;
+  engine-min)   # the least that says whether the graphs are right and fast: fp32 agreement, rope/repo decode (~1.5 min)
+    step agreement 30 python3 scripts/graph_vs_eager.py .device_data/tokenizers/olmo2_dolma2_tokenizer.json \
+      --prompts 6 --out "$OUT/agreement.json"
+    step bench 60 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3 --schemes rope,repo \
+      --lengths 4k,16k
+    cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
+    ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac
 rm -rf /tmp/posbench_work/$STAGE/kernels/*.pt 2>/dev/null

@@ -100,6 +100,7 @@ def test_bad_sweeps_fail_before_compute(sweep_file, tmp_path, capsys):
         assert not list(out.glob("samples/*/*/*.jsonl")), f"{name}: nothing may be computed"
 
 
+@pytest.mark.slow
 def test_sweep_sharded_over_two_processes_merges_into_one_run(sweep_file, tmp_path):
     """--gpus 2 with --device cpu: two gloo ranks split the cells, one manifest and the one-process summary come out;
     a resume after losing one cell's log recomputes only that cell."""

@@ -6,6 +6,8 @@
 #   bash scripts/gpu_session.sh reference  # configs/reference_ruler.yaml: the reference models' RULER result (~5 min)
 #   bash scripts/gpu_session.sh profile  # eval.py bench with 15 repetitions and the RoPE-vs-RePo kernel profile
 #   bash scripts/gpu_session.sh ncu      # Nsight Compute on the rotary kernels at 16K (scripts/ncu_rotary.py)
+#   bash scripts/gpu_session.sh engine   # issue 14: graph decoder vs eager agreement, decode/prefill/sweep against
+#                                        # their floors, transformers at the same batch size on the same prompts (~8 min)
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
 set -uo pipefail
@@ -86,6 +88,31 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
         --section SchedulerStats --section MemoryWorkloadAnalysis python3 scripts/ncu_rotary.py $k
       cp "$WORK/ncu_$k.log" "$OUT/" 2>/dev/null
     done
+    ;;
+  engine)
+    step random_1b 60 python3 -c "from posbench.harness.bench import save_random_checkpoint as s; \
+s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')"
+    step agreement 110 python3 scripts/graph_vs_eager.py .device_data/tokenizers/olmo2_dolma2_tokenizer.json \
+      --checkpoint /tmp/olmo2-1b-random --out "$WORK/agreement.json"
+    step sweep 150 python3 eval.py sweep configs/gpu_ruler_random1b.yaml --out "$WORK/sweep" --no-progress
+    step hf_baseline 90 python3 scripts/hf_generate_baseline.py configs/gpu_ruler_random1b.yaml "$WORK/sweep" \
+      --model rope --tasks niah_single_1,vt --batch-size 8
+    step bench 150 python3 eval.py bench --out "$WORK/bench" --no-kernels --no-hf --reps 5 --sweep "$WORK/sweep"
+    cp "$WORK/agreement.json" "$WORK/bench/bench.md" "$WORK/bench/bench.json" "$WORK/sweep/hf_baseline.md" \
+      "$WORK/sweep/summary.csv" "$OUT/" 2>/dev/null
+    ;;
+  engine-quick)   # the engine stage's correctness check and decode/prefill floors only (~2.5 min)
+    step agreement 70 python3 scripts/graph_vs_eager.py .device_data/tokenizers/olmo2_dolma2_tokenizer.json \
+      --random-1b --prompts 8 --out "$OUT/agreement.json"
+    step bench 100 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3
+    cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
+    ;;
+  engine-min)   # the least that says whether the graphs are right and fast: fp32 agreement, rope/repo decode (~1.5 min)
+    step agreement 30 python3 scripts/graph_vs_eager.py .device_data/tokenizers/olmo2_dolma2_tokenizer.json \
+      --prompts 6 --out "$OUT/agreement.json"
+    step bench 60 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3 --schemes rope,repo \
+      --lengths 4k,16k
+    cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
-"""Time a plain transformers `generate` loop (batch 1, greedy, SDPA) on exactly the samples a posbench run used, and
-compare with the run's own throughput and predictions.
+"""Time transformers `generate` (greedy, SDPA, left-padded batches of --batch-size) on exactly the samples a posbench
+run used, and compare with the run's own throughput and predictions.
 
-    python scripts/hf_generate_baseline.py SWEEP.yaml RUN_DIR --model rope [--tasks niah_single_1] [--lengths 4096]
+    python scripts/hf_generate_baseline.py SWEEP.yaml RUN_DIR --model rope [--tasks niah_single_1] [--lengths 4096] \
+        [--batch-size 8]
 
 Writes RUN_DIR/hf_baseline.json and RUN_DIR/hf_baseline.md: per task and length, samples/s of both, their ratio, and
 how many greedy predictions agree exactly (bf16 numerics differ between the two implementations, so a few may not).
@@ -12,6 +13,7 @@ import time
 
 import torch  # noqa: E402
 
+from posbench.harness.evaluation.engine import truncate_at_stop  # noqa: E402
 from posbench.harness.evaluation.results import RunDir, atomic_write_json, atomic_write_text  # noqa: E402
 from posbench.harness.evaluation.runner import SampleCache  # noqa: E402
 from posbench.harness.evaluation.sweep import load_sweep, parse_lengths  # noqa: E402
@@ -26,6 +28,7 @@ def main():
     p.add_argument("--tasks", help="comma-separated (default: the sweep's first task)")
     p.add_argument("--lengths", help="default: the sweep's lengths")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
+    p.add_argument("--batch-size", type=int, default=1, help="prompts per generate call, left-padded (default 1)")
     args = p.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -50,18 +53,22 @@ def main():
             samples = cache.get(tokenizer, spec, length)
             ours = {r["index"]: r for r in run.sample_log(entry.label, spec.name, length).read()}
             agree, start = 0, time.perf_counter()
-            for s in samples:
-                ids = torch.tensor([tokenizer(s.prompt)["input_ids"]], device=args.device)
+            tokenizer.padding_side = "left"
+            for i in range(0, len(samples), args.batch_size):
+                batch = samples[i:i + args.batch_size]
+                enc = tokenizer([s.prompt for s in batch], return_tensors="pt", padding=True).to(args.device)
                 with torch.inference_mode():
-                    out = model.generate(ids, max_new_tokens=s.max_new_tokens, do_sample=False,
+                    out = model.generate(**enc, max_new_tokens=max(s.max_new_tokens for s in batch), do_sample=False,
                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-                text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-                agree += int(s.index in ours and ours[s.index].get("prediction") == text)
+                for s, row in zip(batch, out[:, enc["input_ids"].shape[1]:]):
+                    text = truncate_at_stop(tokenizer.decode(row[:s.max_new_tokens], skip_special_tokens=True),
+                                            s.stop)[0]
+                    agree += int(s.index in ours and ours[s.index].get("prediction") == text)
             sync()
             seconds = time.perf_counter() - start
             cell = manifest.get("cells", {}).get(f"{entry.label}/{spec.name}/{length}", {})
             hf_rate = len(samples) / seconds
-            rows.append({"task": spec.name, "length": length, "samples": len(samples),
+            rows.append({"task": spec.name, "length": length, "samples": len(samples), "batch_size": args.batch_size,
                          "hf_seconds": round(seconds, 2), "hf_samples_per_s": round(hf_rate, 3),
                          "posbench_seconds": cell.get("seconds"), "posbench_samples_per_s": cell.get("samples_per_s"),
                          "speedup": round(cell["samples_per_s"] / hf_rate, 2) if cell.get("samples_per_s") else None,
@@ -75,7 +82,7 @@ def main():
                    f"{r['posbench_seconds']} | {r['posbench_samples_per_s']} | {r['speedup']} | "
                    f"{r['same_prediction']} |\n" for r in rows)
     atomic_write_text(run.root / "hf_baseline.md",
-                      "# transformers generate (batch 1, greedy, SDPA, bf16) vs posbench on "
+                      f"# transformers generate (batch {args.batch_size}, greedy, SDPA, bf16) vs posbench on "
                       f"{device_name}\n\n{header}{body}")
 
 

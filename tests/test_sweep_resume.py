@@ -101,3 +101,38 @@ def test_bad_sweeps_fail_before_compute(sweep_file, tmp_path, capsys):
         assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 2, name
         assert message in capsys.readouterr().err, name
         assert not list(out.glob("samples/*/*/*.jsonl")), f"{name}: nothing may be computed"
+
+
+@pytest.mark.slow
+def test_sweep_sharded_over_two_processes_merges_into_one_run(sweep_file, tmp_path):
+    """--gpus 2 with --device cpu: two gloo ranks split the cells, one manifest and the one-process summary come out;
+    a resume after losing one cell's log recomputes only that cell."""
+    small = yaml.safe_load(sweep_file.read_text())
+    small.update(tasks=["niah_single_1"], lengths=[512], samples=2)
+    small_file = tmp_path / "small.yaml"
+    small_file.write_text(yaml.safe_dump(small))
+    straight, sharded = tmp_path / "straight", tmp_path / "sharded"
+    assert main(["sweep", str(small_file), "--out", str(straight), "--no-progress"]) == 0
+
+    def run_sharded():
+        return subprocess.run([sys.executable, "eval.py", "sweep", str(small_file), "--out", str(sharded),
+                               "--no-progress", "--gpus", "2", "--device", "cpu"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)
+    done = run_sharded()
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((sharded / "manifest.json").read_text())
+    assert manifest["shards"]["world"] == 2 and [r["rank"] for r in manifest["shards"]["ranks"]] == [0, 1]
+    assert sorted(manifest["cells"]) == ["repo/niah_single_1/512", "rope/niah_single_1/512"]
+    assert manifest["finished"] and not (sharded / "shards").exists()
+    assert [m["label"] for m in manifest["models"]] == ["rope", "repo"]
+    assert (sharded / "summary.csv").read_text() == (straight / "summary.csv").read_text()
+
+    lost = sharded / "samples" / "repo" / "niah_single_1" / "512.jsonl"
+    kept = sharded / "samples" / "rope" / "niah_single_1" / "512.jsonl"
+    before = kept.read_text()
+    lost.unlink()
+    done = run_sharded()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert kept.read_text() == before and lost.exists()   # the finished cell was not redone
+    assert (sharded / "summary.csv").read_text() == (straight / "summary.csv").read_text()
+    assert len(json.loads((sharded / "manifest.json").read_text())["resumed"]) == 1

@@ -214,27 +214,51 @@ def profile_rows(models: dict, lengths, device, pair=("rope", "repo"), reps=3, t
 
 
 @torch.inference_mode()
-def decode_rows(models: dict, lengths, device, timer, batch=1, steps=16, seed=0) -> list:
-    """ms per new token at each context length: the cache holds `length` tokens, then `steps` tokens are decoded."""
-    rows = []
-    vocab = next(iter(models.values())).config.vocab_size
-    for n in lengths:
-        ids = random_ids(vocab, batch, n, device, seed)
-        for label, model in models.items():
-            cache = model.setup_cache(batch, n + steps)
-            model(ids, cache=cache, last_only=True)
-            token = ids[:, -1:]
+def decode_rows(models: dict, lengths, device, timer, batches=(1, 8), steps=32, bandwidth_gb_s=None) -> list:
+    """ms per decode step with `batch` sequences of `length` cached tokens each, through the engine's static-cache
+    decoder (posbench/harness/evaluation/decode.py): replayed as a CUDA graph on GPU (ms_per_token), and the same
+    step dispatched eagerly from Python (eager_ms_per_token). floor_ms: weights plus every sequence's cache read
+    once at the measured copy bandwidth (posbench/harness/bounds.py)."""
+    from posbench.harness.bounds import decode_floor_ms
+    from posbench.harness.evaluation.decode import SlotDecoder
 
-            def run_steps(model=model, cache=cache, token=token, n=n):
-                cache.offset = n
-                for _ in range(steps):
-                    model(token, cache=cache, last_only=True)
-            ms = timer(run_steps, warmup=1, reps=3) / steps
-            rows.append({"scheme": label, "context": n, "batch": batch, "ms_per_token": round(ms, 3),
-                         "tokens_per_s": round(batch / ms * 1e3, 1)})
-            del cache
-        if device != "cpu":
-            torch.cuda.empty_cache()
+    rows = []
+    for n in lengths:
+        for batch in batches:
+            for label, model in models.items():
+                graph = device == "cuda" and not model.length_dependent
+                # the buffer rounded to 64 positions (an aligned mask keeps SDPA's fused kernels; the engine uses 512)
+                decoder = SlotDecoder(model, batch, -(-(n + steps + 1) // 64) * 64, eos_ids=(), max_new=steps,
+                                      graph=graph)
+                for buf in decoder.cache.k + decoder.cache.v:   # never time attention over zeros
+                    buf.normal_(0, 1)
+                decoder.limit.fill_(steps)
+                decoder.token.copy_(random_ids(model.config.vocab_size, 1, batch, device)[0])
+
+                def run(decoder=decoder, n=n, eager=False):
+                    decoder.cache.lengths.fill_(n)
+                    decoder.produced.zero_()
+                    decoder.done.zero_()
+                    graph, decoder.graph = decoder.graph, None if eager else decoder.graph
+                    decoder.steps(steps)
+                    decoder.graph = graph
+                ms = timer(run, warmup=1, reps=5) / steps
+                eager_ms = timer(lambda: run(eager=True), warmup=1, reps=3) / steps
+                row = {"scheme": label, "context": n, "batch": batch, "ms_per_token": round(ms, 3),
+                       "eager_ms_per_token": round(eager_ms, 3), "tokens_per_s": round(batch / ms * 1e3, 1),
+                       "graph": decoder.graph is not None}
+                if bandwidth_gb_s:
+                    floor = decode_floor_ms(model, n + steps // 2, batch, bandwidth_gb_s)
+                    row.update(floor_ms=round(floor, 3), x_floor=round(ms / floor, 3))
+                rows.append(row)
+                del decoder
+                if device != "cpu":
+                    torch.cuda.empty_cache()
+    for row in rows:
+        rope = [r for r in rows if r["scheme"] == "rope" and (r["context"], r["batch"]) == (row["context"],
+                                                                                              row["batch"])]
+        if rope:
+            row["vs_rope"] = round(row["ms_per_token"] / rope[0]["ms_per_token"], 3)
     return rows
 
 
@@ -276,13 +300,28 @@ def kernel_rows(lengths) -> dict:
             "attention": kb.attention_bench(tuple(lengths))}
 
 
+def add_prefill_floors(rows: list, models: dict, tflop_s: float):
+    """Each prefill row's matrix-product rate and its share of the card's measured rate."""
+    from posbench.harness.bounds import prefill_flops
+
+    for row in rows:
+        config = models[row["scheme"]].config
+        rate = row["batch"] * prefill_flops(config, row["length"]) / row["prefill_ms"] / 1e9
+        row.update(tflop_s=round(rate, 1), frac_of_matmul=round(rate / tflop_s, 3))
+
+
 def to_markdown(result: dict) -> str:
     from posbench.kernels.bench import to_markdown as table
 
     lines = ["# posbench bench\n", f"Device: {result['device']}. Model: {result['model']} (random weights, "
-             f"{result['dtype']}), batch 1. Medians of CUDA-event-timed repetitions after warm-up, schemes timed "
-             "round-robin; a prefill repetition is 3 forwards back to back (its time per forward).\n"]
-    for key, title in [("prefill", "Prefill per scheme"), ("decode", "Decode per scheme"),
+             f"{result['dtype']}), prefill batch 1, decode batches {result.get('batches')}. Medians of "
+             "CUDA-event-timed repetitions after warm-up, schemes timed round-robin; a prefill repetition is 3 "
+             "forwards back to back (its time per forward).\n"]
+    if result.get("ceilings"):
+        lines += ["## Ceilings measured on this card (the floors below use them)\n", table([result["ceilings"]]), ""]
+    for key, title in [("prefill", "Prefill per scheme"),
+                       ("decode", "Decode per scheme (static cache; CUDA graph on GPU) against the bandwidth floor"),
+                       ("sweep", "Sweep cells against their floor and transformers on the same prompts"),
                        ("hf", "Against transformers (Olmo2ForCausalLM, SDPA)"),
                        ("profile", "Profile: RoPE against RePo prefill, per kernel (device ms per forward)")]:
         if result.get(key):
@@ -299,7 +338,8 @@ def to_markdown(result: dict) -> str:
 
 
 def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), device="cuda", shape="1b",
-              with_hf=True, with_kernels=True, with_profile=False, reps=7, echo=print) -> dict:
+              with_hf=True, with_kernels=True, with_profile=False, reps=7, batches=(1, 8), sweep_dir=None,
+              echo=print) -> dict:
     from posbench.harness.evaluation import manifest as manifest_info
     from posbench.harness.evaluation.results import atomic_write_json, atomic_write_text
 
@@ -310,12 +350,30 @@ def run_bench(out_dir, lengths=(4096, 8192, 16384), schemes=tuple(SCHEMES), devi
     result = {"device": info.get("gpu", info["cpu"]), "device_info": info, "versions": manifest_info.versions(),
               **manifest_info.git_commit(), "dtype": str(dtype).removeprefix("torch."),
               "model": "OLMo-2-1B shape" if shape == "1b" else "tiny OLMo-2", "lengths": list(lengths),
+              "batches": list(batches),
               "errors": {}}
     models = build_models(hf_config, {k: SCHEMES[k] for k in schemes}, device, dtype)
     if device == "cuda":
         warm_up_gpu()
-    sections = [("prefill", lambda: prefill_rows(models, lengths, device, timer, reps=reps)),
-                ("decode", lambda: decode_rows(models, lengths, device, timer))]
+        from posbench.harness.bounds import matmul_rate
+        from posbench.kernels.bench import copy_bandwidth
+        result["ceilings"] = {"copy_gb_s": round(copy_bandwidth()["gb_s"], 1),
+                              "matmul_tflop_s": matmul_rate()["tflop_s"]}
+    ceilings = result.get("ceilings", {})
+
+    def prefill():
+        rows = prefill_rows(models, lengths, device, timer, reps=reps)
+        if ceilings:
+            add_prefill_floors(rows, models, ceilings["matmul_tflop_s"])
+        return rows
+    sections = [("prefill", prefill),
+                ("decode", lambda: decode_rows(models, lengths, device, timer, batches=batches,
+                                               bandwidth_gb_s=ceilings.get("copy_gb_s")))]
+    if sweep_dir is not None:
+        from posbench.harness.bounds import sweep_rows
+        # a CPU smoke run has no measured ceilings: nominal ones (100 GB/s, 1 TFLOP/s) exercise the arithmetic
+        sections.append(("sweep", lambda: sweep_rows(sweep_dir, ceilings.get("copy_gb_s", 100.0),
+                                                     ceilings.get("matmul_tflop_s", 1.0))))
     if with_hf:
         base = models.get("rope") or next(iter(models.values()))
         sections.append(("hf", lambda: hf_rows(base, hf_config, lengths, device, dtype, timer)))

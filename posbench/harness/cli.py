@@ -52,6 +52,7 @@ def main(argv=None) -> int:
                                   lm_eval_args=argv[1:])
     else:
         args = parser.parse_args(argv)
+    args.argv = argv   # a command may start copies of itself (--gpus)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -7,7 +7,11 @@ examples:
   python eval.py bench --out results/bench --profile --reps 15   # plus a per-kernel profile of RoPE vs RePo
   python eval.py bench --out /tmp/b --device cpu --shape tiny --lengths 256   # a CPU smoke run of the code paths
 
-Writes OUT/bench.md and OUT/bench.json. The targets to read them against: docs/bench.md.
+  python eval.py bench --out results/bench --sweep runs/ruler   # plus a sweep's cells against their floor
+
+Writes OUT/bench.md and OUT/bench.json: every figure next to its floor (decode against the card's measured copy
+bandwidth, prefill against its measured matrix-product rate, a sweep cell against both from its real prompt and
+output lengths). The targets to read them against: docs/bench.md.
 """
 
 
@@ -26,10 +30,16 @@ def register(sub):
     p.add_argument("--profile", action="store_true",
                    help="also profile RoPE and RePo prefills per kernel (where RePo's extra time goes)")
     p.add_argument("--reps", type=int, default=7, help="timed prefill repetitions per scheme and length (median)")
+    p.add_argument("--batches", default="1,8", help="decode batch sizes (default 1,8)")
+    p.add_argument("--sweep", metavar="RUN_DIR",
+                   help="also put a finished sweep's cells against their floor (from their real prompt and output "
+                        "lengths) and against RUN_DIR/hf_baseline.json (scripts/hf_generate_baseline.py)")
     p.set_defaults(func=run)
 
 
 def run(args):
+    from pathlib import Path
+
     import torch
 
     from posbench.harness.bench import SCHEMES, run_bench
@@ -43,7 +53,16 @@ def run(args):
     unknown = [s for s in schemes if s not in SCHEMES]
     if unknown:
         raise UserError(f"--schemes: unknown {unknown[0]!r}; choose from {', '.join(SCHEMES)}")
-    run_bench(args.out, lengths=parse_lengths(args.lengths), schemes=schemes, device=args.device, shape=args.shape,
-              with_hf=not args.no_hf, with_kernels=not args.no_kernels, with_profile=args.profile, reps=args.reps)
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1:
+        raise UserError(f"--batches: expected positive integers like 1,8, got {args.batches!r}")
+    if args.sweep and not (Path(args.sweep) / "manifest.json").exists():
+        raise UserError(f"--sweep: {args.sweep} holds no manifest.json (not a run directory)")
+    run_bench(args.out, lengths=parse_lengths(args.lengths), schemes=schemes, device=args.device,
+                       shape=args.shape, with_hf=not args.no_hf, with_kernels=not args.no_kernels,
+                       with_profile=args.profile, reps=args.reps, batches=batches, sweep_dir=args.sweep)
     print(f"bench: {args.out}/bench.md")
     return 0

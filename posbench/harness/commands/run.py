@@ -19,6 +19,9 @@ def _common(p):
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the sweep's, else auto")
     p.add_argument("--batch-size", metavar="auto|N", help="default: auto (largest that fits, halved on OOM)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per finished cell)")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="shard the cells over N worker processes, one per GPU, merged into one RUN_DIR (with "
+                        "--device cpu: N CPU processes); under torchrun the ranks come from torchrun instead")
 
 
 def register(sub):
@@ -51,15 +54,28 @@ def register(sub):
 
 
 def _finish(sweep, args):
+    import os
+
     from posbench.config import override
-    from posbench.harness.errors import SweepError
+    from posbench.harness.errors import SweepError, UserError
+    from posbench.harness.evaluation import shards
     from posbench.harness.evaluation.runner import run_sweep
 
+    if args.gpus < 1:
+        raise UserError(f"--gpus must be a positive number of processes, got {args.gpus}")
+    if args.gpus > 1 and "WORLD_SIZE" not in os.environ:
+        code = shards.launch(shards.without_gpus_flag(args.argv), args.gpus)
+        if code == 0:
+            print(f"results: {args.out}/summary.csv   (report: python eval.py report {args.out})")
+        return code
     if args.device:
         sweep = override(sweep, "device", args.device, "--device", SweepError)
     if args.batch_size:
         sweep = override(sweep, "batch_size", args.batch_size, "--batch-size", SweepError)
-    root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress)
+    shard = shards.from_env()
+    root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress, shard=shard)
+    if shard.rank != 0:
+        return 0
     print(f"results: {root}/summary.csv   (report: python eval.py report {root})")
     return 0
 

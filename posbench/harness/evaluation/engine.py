@@ -55,8 +55,11 @@ def truncate_at_stop(text: str, stop) -> tuple:
 class TorchEngine:
     """posbench's own backend: the model core in plain PyTorch, batched, on CPU or CUDA."""
 
-    def __init__(self, model, tokenizer, info: dict, device: str, dtype, batch_size="auto", path=None):
+    def __init__(self, model, tokenizer, info: dict, device: str, dtype, batch_size="auto", path=None,
+                 decoding="continuous"):
         self.model = model
+        self.decoding = decoding   # "continuous" (static cache, graphs on GPU) or "eager" (the reference)
+        self._decoder = None       # ((slots, max_len, max_new), SlotDecoder): kept while the buffer sizes repeat
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
@@ -83,6 +86,7 @@ class TorchEngine:
                 return reuse
             if wanted is not None and wanted.layer_kinds(reuse.model.config.num_layers) == reuse.layer_schemes:
                 reuse.model.set_scheme(wanted)
+                reuse._decoder = None   # its captured graph holds the old scheme's frequencies
                 reuse.requested_scheme = wanted.spec()
                 return reuse
         model, tokenizer, info = load_model(path, scheme=wanted, dtype=dtype, device=device)
@@ -122,12 +126,14 @@ class TorchEngine:
         free, _ = torch.cuda.mem_get_info()
         return max(1, min(64, int(0.6 * free / self.bytes_per_sequence(total_len))))
 
-    def bytes_per_sequence(self, total_len: int) -> int:
+    def bytes_per_sequence(self, total_len: int, activations: bool = True) -> int:
         """Rough peak memory of one sequence: its KV cache plus one layer's prefill activations (attention runs
         fused, so nothing quadratic). Out-of-memory still halves the batch if this is optimistic."""
         c = self.model.config
         elem = torch.finfo(self.dtype).bits // 8
         kv = 2 * c.num_layers * c.num_kv_heads * c.head_dim * total_len * elem
+        if not activations:
+            return kv
         activations = total_len * (4 * c.hidden_size + 3 * c.intermediate_size
                                    + 2 * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim) * elem
         return kv + activations
@@ -156,9 +162,20 @@ class TorchEngine:
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
 
     def generate_samples(self, samples):
-        """Yield (sample, Generation) for task samples (greedy, each with its own max_new_tokens and stops)."""
+        """Yield (sample, Generation) for task samples (greedy, each with its own max_new_tokens and stops), in the
+        order they finish: continuous batching over a static cache (posbench/harness/evaluation/decode.py), decode
+        steps replayed as CUDA graphs on GPU. decoding="eager" runs the reference path instead (padded batches)."""
         if not samples:
             return
+        if self.decoding == "eager":
+            yield from self._generate_eager(samples)
+            return
+        from posbench.harness.evaluation.decode import Request
+
+        yield from self._generate_continuous([Request(s, self.encode(s.prompt), s.max_new_tokens, tuple(s.stop))
+                                              for s in samples])
+
+    def _generate_eager(self, samples):
         groups = {}
         for s in samples:   # one batch shares max_new_tokens and stop strings
             groups.setdefault((s.max_new_tokens, tuple(s.stop)), []).append(s)
@@ -170,12 +187,22 @@ class TorchEngine:
             yield from self._run_batched(group, total, run)
 
     def generate_requests(self, requests) -> list:
-        """[Generation] for [(token ids, max_new_tokens, stop strings)], in the given order: requests sharing
-        max_new_tokens and stops are batched, longest first, halving the batch on out-of-memory."""
+        """[Generation] for [(token ids, max_new_tokens, stop strings)] (the lm-eval adapter's entry), in the given
+        order, through the same path as task samples: continuous batching over the static cache, or with
+        decoding="eager" padded batches sharing max_new_tokens and stops, halving the batch on out-of-memory."""
+        results = [None] * len(requests)
+        if not requests:
+            return results
+        if self.decoding != "eager":
+            from posbench.harness.evaluation.decode import Request
+
+            for i, generation in self._generate_continuous(
+                    [Request(i, list(ids), max_new, tuple(stop)) for i, (ids, max_new, stop) in enumerate(requests)]):
+                results[i] = generation
+            return results
         groups = {}
         for i, (_, max_new, stop) in enumerate(requests):
             groups.setdefault((max_new, tuple(stop)), []).append(i)
-        results = [None] * len(requests)
         for (max_new, stop), group in groups.items():
             group.sort(key=lambda i: -len(requests[i][0]))
             total = len(requests[group[0]][0]) + max_new + 2
@@ -184,6 +211,57 @@ class TorchEngine:
             for i, generation in self._run_batched(group, total, run):
                 results[i] = generation
         return results
+
+    def _slot_count(self, requests: int, max_len: int) -> int:
+        """Slots of the static cache: what free memory holds (or batch_size), as a power of two (each size is one
+        captured graph) no larger than the requests need."""
+        if self.batch_size != "auto":
+            limit = int(self.batch_size)
+        elif self.device == "cpu":
+            limit = max(1, min(16, 16384 // max_len))
+        else:
+            free, _ = torch.cuda.mem_get_info()
+            kv = self.bytes_per_sequence(max_len, activations=False)
+            # room for one prompt's prefill activations (prompts are prefilled alone), the rest for cache slots
+            room = 0.8 * free - (self.bytes_per_sequence(max_len) - kv)
+            limit = max(1, min(64, int(room / kv)))
+        slots = 1
+        while slots * 2 <= limit and slots < requests:
+            slots *= 2
+        return slots
+
+    def _generate_continuous(self, requests):
+        from posbench.harness.evaluation.decode import SlotDecoder, continuous_generate
+
+        # Buffer sizes rounded up, so that cells of one length share one decoder and its captured graph.
+        max_len = -(-(max(len(r.ids) + r.max_new_tokens for r in requests) + 1) // 512) * 512
+        max_new = -(-max(max(r.max_new_tokens for r in requests), 1) // 64) * 64
+        slots = self._slot_count(len(requests), max_len)
+        pending = {id(r): r for r in requests}
+        while pending:
+            try:
+                key = (slots, max_len, max_new)
+                if self._decoder is None or self._decoder[0] != key:
+                    self._decoder = None   # free the old cache and graph before allocating the new ones
+                    graph = self.device == "cuda" and not self.model.length_dependent
+                    with torch.inference_mode():
+                        self._decoder = (key, SlotDecoder(self.model, slots, max_len, self.eos_ids, max_new, graph))
+                with torch.inference_mode():
+                    for done in continuous_generate(self._decoder[1], list(pending.values()), self.tokenizer.decode):
+                        del pending[id(done.request)]
+                        text, stopped = truncate_at_stop(self.tokenizer.decode(done.tokens, skip_special_tokens=True),
+                                                         done.request.stop)
+                        finish = "stop" if stopped and done.finish == "length" else done.finish
+                        yield done.request.key, Generation(
+                            text=text, new_tokens=len(done.tokens), prefill_s=round(done.prefill_s, 4),
+                            decode_s=round(done.decode_s, 4), batch_size=done.batch_size, finish=finish)
+            except torch.cuda.OutOfMemoryError:
+                if slots == 1:
+                    raise
+                slots //= 2
+                self._decoder = None
+                torch.cuda.empty_cache()
+                print(f"out of memory: retrying with {slots} decoding slots", file=sys.stderr)
 
     def generate(self, prompts, max_new_tokens: int, stop=()) -> list:
         """Greedy continuations of `prompts` (one batch), cut at EOS, the first stop string, or max_new_tokens."""

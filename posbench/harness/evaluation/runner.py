@@ -5,6 +5,7 @@ The order is model -> length -> task, so each checkpoint is loaded once and re-s
 scheme parameters change (e.g. YaRN factors per length). Samples are built once per (tokenizer, task, length) and
 shared by every model with that tokenizer: every scheme sees the same prompts.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -255,11 +256,15 @@ def cell_line(row: dict, timing: dict) -> str:
             + (f" | {rate:.2f} samples/s" if rate else ""))
 
 
-def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> Path:
+def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print, shard=None) -> Path:
     """Run (or resume) a sweep into out_dir; returns the run directory. Everything is checked before the run
-    directory is touched; then the directory is locked for this process until it returns or dies."""
+    directory is touched; then the directory is locked until the run returns or dies. shard: this process's share of
+    the cells when several ranks run the sweep (posbench/harness/evaluation/shards.py; rank 0 holds the lock and
+    writes the manifest and summary); None runs them all."""
+    from posbench.harness.evaluation import shards
     from posbench.harness.evaluation.engine import resolve_device
 
+    shard = shard or shards.Shard()
     specs, cells, warnings = plan(sweep)
     for w in warnings:
         echo(f"warning: {w}")
@@ -268,25 +273,42 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
     skipped_tasks = {t["task"]: t for t in probe_samples(sweep, specs, sample_cache)}
     for t in skipped_tasks.values():
         echo(f"skipping {t['task']}: {t['reason']}")
-    with RunLock(out_dir, "run directory"):
-        run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
-        manifest["skipped_tasks"] = list(skipped_tasks.values())
-        run.write_manifest(manifest)
-        _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo)
-        manifest["finished"] = manifest_info.now()
-        run.write_manifest(manifest)
+    with RunLock(out_dir, "run directory") if shard.rank == 0 else contextlib.nullcontext():
+        if shard.rank == 0:   # one writer of the manifest; the others read it once it exists
+            run, manifest = open_run(sweep, out_dir, specs, warnings, device, fresh=fresh)
+            manifest["skipped_tasks"] = list(skipped_tasks.values())
+            run.write_manifest(manifest)
+        shard.barrier()
+        if shard.rank != 0:
+            run = RunDir(out_dir)
+            manifest = run.read_manifest()
+            manifest.update(device=manifest_info.device_info(device), cells={}, models=[])
+        _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo, shard)
+        shard.barrier()   # every rank's logs and report are complete
+        if shard.rank == 0:
+            if shard.world > 1:
+                shards.merge_reports(run.root, manifest, shard.world)
+                order = [m.label for m in sweep.models]
+                manifest["models"].sort(key=lambda m: order.index(m["label"]) if m["label"] in order else len(order))
+            run.write_summary(summarize(run, manifest, cells))
+            manifest["finished"] = manifest_info.now()
+            run.write_manifest(manifest)
+        shard.barrier()
+    shard.close()
     return run.root
 
 
-def _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo):
-    """Every cell in turn; summary.csv is rewritten (atomically) as each cell finishes, so `report` on a long run
-    shows what is done."""
+def _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device, dtype, progress, echo, shard):
+    """This rank's cells in turn. On rank 0 summary.csv is rewritten (atomically) as each cell finishes, so `report`
+    on a long run shows what is done; other ranks leave their cells' timings in their shard report."""
+    from posbench.harness.evaluation import shards
     from posbench.harness.evaluation.engine import TorchEngine
 
-    engine, rows = None, {}
+    owned = {id(c) for i, c in enumerate(cells) if shard.owns(i)}
+    engine, rows, mine = None, {}, []
     for entry in sweep.models:
         for length in sweep.lengths + [None]:
-            model_cells = [c for c in cells if c.model == entry.label and c.length == length]
+            model_cells = [c for c in cells if c.model == entry.label and c.length == length and id(c) in owned]
             if not model_cells:
                 continue
             scheme = entry.scheme_for(length if length is not None else max(sweep.lengths))
@@ -302,10 +324,14 @@ def _run_cells(sweep, run, manifest, cells, skipped_tasks, sample_cache, device,
                 timing = run_cell(engine, run, cell, samples, max_len, progress=progress)
                 key = f"{cell.model}/{spec.name}/{length_label(cell.length)}"
                 manifest["cells"][key] = timing
+                mine.append(key)
                 for row in summarize(run, manifest, [cell]):
                     rows[id(cell)] = row
-                run.write_manifest(manifest)
-                run.write_summary([rows[id(c)] for c in cells if id(c) in rows])
+                if shard.rank == 0:
+                    run.write_manifest(manifest)
+                    run.write_summary([rows[id(c)] for c in cells if id(c) in rows])
+                else:
+                    shards.write_report(shard, run.root, manifest, mine)
                 if id(cell) in rows:
                     echo(cell_line(rows[id(cell)], timing))
 

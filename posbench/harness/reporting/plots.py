@@ -1,8 +1,8 @@
-"""Report plots (matplotlib, Agg): score against context length per task group, and needle heatmaps per model.
+"""Report plots (matplotlib, Agg) from the results frames: score against context length, one plot per distinct
+table column (columns with the same member tasks share one plot), and one needle heatmap figure: a panel per model
+(columns) and per needle task (rows), depth x length, one shared colour scale.
 
-Every plot takes its numbers from posbench.harness.reporting.report (which reads result files only); a scheme keeps
-one colour in
-every plot, and models sharing a scheme differ by marker and line style.
+A scheme keeps one colour in every plot; models sharing a scheme differ by marker and line style.
 """
 from pathlib import Path
 
@@ -11,9 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from posbench.harness.evaluation.results import safe_name  # noqa: E402
-from posbench.harness.reporting.report import AVG, length_name  # noqa: E402
+from posbench.harness.reporting.frames import length_key, length_name  # noqa: E402
+from posbench.harness.reporting.report import columns, group_scores, n_range  # noqa: E402
 
 SCHEME_COLORS = {"rope": "#1f77b4", "nope": "#ff7f0e", "hybrid": "#2ca02c", "repo": "#d62728"}
 _SPARE = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -21,57 +23,57 @@ _MARKERS = ["o", "s", "^", "D", "v", "P"]
 _STYLES = ["-", "--", ":", "-."]
 
 
-def scheme_colors(schemes) -> dict:
-    """A fixed colour for the known schemes; others take spare colours in name order (stable across plots)."""
+def model_styles(models: pd.DataFrame) -> dict:
+    """{model: (colour, marker, line style)}: known schemes have fixed colours, others spare ones in name order."""
     colors = dict(SCHEME_COLORS)
-    for i, s in enumerate(sorted(set(schemes) - set(colors))):
+    for i, s in enumerate(sorted(set(models["scheme"]) - set(colors))):
         colors[s] = _SPARE[i % len(_SPARE)]
-    return colors
-
-
-def _model_styles(report) -> dict:
-    """{model: (colour, marker, line style)}."""
-    colors = scheme_colors(m.scheme for m in report.models.values())
     seen, out = {}, {}
-    for m in report.models.values():
-        k = seen[m.scheme] = seen.get(m.scheme, -1) + 1
-        out[m.label] = (colors[m.scheme], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
+    for model, scheme in zip(models["model"], models["scheme"]):
+        k = seen[scheme] = seen.get(scheme, -1) + 1
+        out[model] = (colors[scheme], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
     return out
 
 
-def plot_group(report, group, members, path, styles) -> bool:
-    """Score against context length for one group (or one task); False when there is nothing to draw."""
-    series = report.series(members)
-    if not series:
-        return False
+def plot_column(res, name, members, lengths, path, styles) -> bool:
+    """Score against context length for one table column; CI bars when it is a single task."""
+    here = res.cells[res.cells["length"].isin(lengths) & res.cells["task"].isin(members)]
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    lengths = sorted({x for pts in series.values() for x, *_ in pts})
-    for k, (model, pts) in enumerate(series.items()):
+    scores_at = {length: group_scores(res, length) for length in lengths}
+    drawn = 0
+    for k, model in enumerate(res.models["model"]):
+        xs, ys, err = [], [], []
+        for length in lengths:
+            scores = scores_at[length]
+            if name in scores and pd.notna(scores.at[model, name]):
+                xs.append(int(length))
+                ys.append(scores.at[model, name])
+                c = here[(here["model"] == model) & (here["length"] == length)]
+                one = len(members) == 1 and len(c) == 1 and pd.notna(c["ci_low"].iloc[0])
+                err.append((ys[-1] - c["ci_low"].iloc[0], c["ci_high"].iloc[0] - ys[-1]) if one else (np.nan, np.nan))
+        if not xs:
+            continue
         color, marker, style = styles[model]
-        dodge = 2 ** (0.025 * (k - (len(series) - 1) / 2))   # side by side, so error bars do not hide each other
-        xs = [p[0] * dodge for p in pts]
-        ys = [p[1] for p in pts]
-        label = f"{model} ({report.models[model].scheme})"
-        if all(p[2] is not None and p[3] is not None for p in pts):
-            err = np.array([[max(0.0, p[1] - p[2]) for p in pts], [max(0.0, p[3] - p[1]) for p in pts]])
-            ax.errorbar(xs, ys, yerr=err, color=color, marker=marker, linestyle=style, capsize=3, label=label)
-        else:
-            ax.plot(xs, ys, color=color, marker=marker, linestyle=style, label=label)
+        dodge = 2 ** (0.025 * (k - (len(res.models) - 1) / 2))   # side by side, so error bars do not hide each other
+        ax.errorbar([x * dodge for x in xs], ys, yerr=np.clip(np.array(err).T, 0, None), color=color, marker=marker,
+                    linestyle=style, capsize=3, label=f"{model} ({res.models.set_index('model').at[model, 'scheme']})")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return False
+    ticks = [int(x) for x in lengths]
     ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths, [length_name(str(x)) for x in lengths])
+    ax.set_xticks(ticks, [length_name(x) for x in lengths])
     ax.minorticks_off()
-    if len(lengths) == 1:
-        ax.set_xlim(lengths[0] / 1.5, lengths[0] * 1.5)
+    ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
     ax.set_ylim(-2, 102)
     ax.set_xlabel("context length (tokens)")
-    metrics = ", ".join(sorted({report.tasks[t].metric for t in members}))
     ax.set_ylabel("score (0–100)")
-    cells = [c for c in report.cells.values() if c.task in members and c.length.isdigit()]
-    what = (f"task {members[0]}: {metrics}, bars = 95% bootstrap CI" if len(members) == 1
+    metrics = ", ".join(sorted(set(here["metric"])))
+    what = (f"task {members[0]}: {metrics}, bars = 95% interval" if len(members) == 1
             else f"unweighted mean of {len(members)} tasks ({metrics})")
-    title = "all tasks (avg)" if group == AVG else group
-    ax.set_title(f"{title}: score vs context length\n{what}\nn = {report.n_range(cells)} samples scored per "
-                 f"model·task·length", fontsize=9)
+    ax.set_title(f"{name}: score vs context length\n{what}\nn = {n_range(here)} samples scored per "
+                 "model·task·length", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -80,52 +82,74 @@ def plot_group(report, group, members, path, styles) -> bool:
     return True
 
 
-def plot_needle_heatmap(report, model, grid, path):
-    """Depth bins (rows) x context length (columns), colour = mean score of the needle tasks' primary metric."""
-    mean = np.array([[np.nan if v is None else v for v in row] for row in grid["mean"]], dtype=float)
-    n = np.array(grid["n"])
-    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(grid["lengths"]), 1.8 + 0.42 * len(grid["bins"])))
+def depth_bins(depths) -> list:
+    """[(low, high, label)]: one bin per distinct depth when there are at most 11, else ten 10% bins."""
+    distinct = sorted(set(depths))
+    if len(distinct) <= 11:
+        return [(d, d, f"{d:g}%") for d in distinct]
+    return [(10 * i, 10 * (i + 1), f"{10 * i}–{10 * (i + 1)}%") for i in range(10)]
+
+
+def needle_frame(res) -> pd.DataFrame:
+    """One row per (scored sample, queried needle) of the needle tasks at numeric lengths: model, task, length,
+    depth, bin (index into depth_bins), score."""
+    s = res.samples[res.samples["length"].str.isdigit() & res.samples["score"].notna()
+                    & (res.samples["depths"].map(len) > 0)]
+    s = s.explode("depths").rename(columns={"depths": "depth"})[["model", "task", "length", "depth", "score"]]
+    if s.empty:
+        return s
+    bins = depth_bins(s["depth"].astype(float))
+    edges = [lo for lo, hi, _ in bins]
+    exact = all(lo == hi for lo, hi, _ in bins)
+    s["bin"] = [edges.index(d) if exact else min(int(d // 10), 9) for d in s["depth"].astype(float)]
+    return s.assign(label=s["bin"].map(lambda i: bins[i][2]))
+
+
+def plot_needle_heatmaps(res, needles, path):
+    tasks = [t for t in res.tasks["task"] if t in set(needles["task"])]
+    models = [m for m in res.models["model"] if m in set(needles["model"])]
+    lengths = sorted(needles["length"].unique(), key=length_key)
+    labels = needles.drop_duplicates("bin").sort_values("bin")["label"].tolist()
+    means = needles.groupby(["task", "model", "bin", "length"])["score"].mean()
+    fig, axes = plt.subplots(len(tasks), len(models), squeeze=False, sharex=True, sharey=True, layout="constrained",
+                             figsize=(1.2 + 0.55 * len(lengths) * len(models), 0.8 + 0.3 * len(labels) * len(tasks)))
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d0d0d0")
-    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, vmin=0, vmax=100, aspect="auto")
-    for i in range(mean.shape[0]):
-        for j in range(mean.shape[1]):
-            text = "—" if np.isnan(mean[i, j]) else f"{mean[i, j]:.0f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(grid["lengths"])), [length_name(x) for x in grid["lengths"]])
-    ax.set_yticks(range(len(grid["bins"])), grid["bins"])
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth (% of context)")
-    filled = n[n > 0]
-    count = f"{filled.min()}–{filled.max()}" if filled.size and filled.min() != filled.max() else str(
-        filled.max() if filled.size else 0)
-    ax.set_title(f"{model} ({report.models[model].scheme}): needle retrieval\nmean {grid['metric']} over "
-                 f"{len(grid['tasks'])} needle task{'s' if len(grid['tasks']) > 1 else ''}; n = {count} per cell",
-                 fontsize=9)
-    fig.colorbar(im, ax=ax, label="score (0–100)")
-    fig.tight_layout()
+    for i, task in enumerate(tasks):
+        for j, model in enumerate(models):
+            grid = np.array([[means.get((task, model, b, x), np.nan) for x in lengths] for b in range(len(labels))])
+            ax = axes[i, j]
+            im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+            ax.set_xticks(range(len(lengths)), [length_name(x) for x in lengths], fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            if i == 0:
+                ax.set_title(model, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{task}\ndepth", fontsize=8)
+    fig.colorbar(im, ax=axes, label="score (0–100)", shrink=0.8)
+    fig.suptitle("needle retrieval: mean score by needle depth (rows) and context length (columns)", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_plots(report, out_dir) -> dict:
+def write_plots(res, out_dir) -> dict:
     """Write every plot under out_dir; returns {title: path} in report order."""
-    from posbench.harness.reporting.report import needle_grids
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    styles = _model_styles(report)
-    numeric = [x for x in report.lengths if x.isdigit()]
-    groups = {}
-    for length in numeric:
-        for g, members in report.columns(length).items():
-            groups.setdefault(g, [])
-            groups[g] += [t for t in members if t not in groups[g]]
+    styles = model_styles(res.models)
+    lengths = [x for x in res.lengths if x.isdigit()]
+    plots = {}                                    # column name -> members over every numeric length
+    for length in lengths:
+        for name, members in columns(res, length).items():
+            plots.setdefault(name, [])
+            plots[name] += [t for t in members if t not in plots[name]]
     written = {}
-    for g, members in groups.items():
-        path = out_dir / f"score_vs_length_{safe_name(g)}.png"
-        if plot_group(report, g, members, path, styles):
-            written[f"{'all tasks (avg)' if g == AVG else g}: score vs context length"] = path
-    for model, grid in needle_grids(report).items():
-        path = out_dir / f"needle_heatmap_{safe_name(model)}.png"
-        plot_needle_heatmap(report, model, grid, path)
-        written[f"{model}: needle heatmap (depth × length)"] = path
+    for name, members in plots.items():
+        path = out_dir / f"score_vs_length_{safe_name(name.split(' = ')[0])}.png"
+        if plot_column(res, name, members, lengths, path, styles):
+            written[f"{name}: score vs context length"] = path
+    needles = needle_frame(res)
+    if len(needles):
+        path = out_dir / "needle_heatmaps.png"
+        plot_needle_heatmaps(res, needles, path)
+        written["needle heatmaps (depth × length, a panel per model and task)"] = path
     return written

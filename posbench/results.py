@@ -1,0 +1,24 @@
+"""posbench results as pandas DataFrames, for your own analyses (docs/results_api.md shows one).
+
+    import posbench.results
+    res = posbench.results.load("runs/a", "runs/b")      # one or more run directories, merged
+    res.samples      # one row per sample: model, scheme, scheme_params, task, groups, length, score, prediction, ...
+    res.cells        # one row per model x task x length: score, ci_low, ci_high, n, interval (method), ...
+    res.manifests    # {run id: manifest.json}; also res.models, res.tasks, res.runs, res.warnings, res.analysis
+    res.paired("repo", "rope", length="4096")   # paired difference on the same samples, with its 95% interval
+
+The report (`eval.py report`) is computed from exactly these frames.
+"""
+from posbench.harness.reporting.frames import ReportError, Results
+from posbench.harness.reporting.frames import load as _load
+from posbench.harness.reporting.report import columns, group_scores, headline, main_frame
+
+__all__ = ["load", "Results", "ReportError", "columns", "group_scores", "headline", "main_frame"]
+
+
+def load(*run_dirs, baseline=None) -> Results:
+    """Load and merge run directories (given one by one or as one list); `baseline` is the model `paired` and the
+    report compare against by default (the first rope model unless given)."""
+    if len(run_dirs) == 1 and isinstance(run_dirs[0], (list, tuple)):
+        run_dirs = tuple(run_dirs[0])
+    return _load(list(run_dirs), baseline=baseline)

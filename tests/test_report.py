@@ -5,6 +5,7 @@ import math
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from posbench.harness.cli import main
 from posbench.harness.evaluation.results import RunDir
 from posbench.harness.reporting import stats
 from posbench.harness.reporting.frames import ReportError, needle_depths
-from posbench.harness.reporting.plots import depth_bins, needle_frame
+from posbench.harness.reporting.plots import needle_frame
 from posbench.harness.reporting.report import (
     blocks,
     columns,
@@ -232,6 +233,9 @@ def test_every_format_matches_the_frames_for_one_run(tmp_path):
     # g1 = mean(t_a, t_b); g2 = mean(t_b, t_c); g3 = t_c_v; avg = mean(t_a, t_b, t_c) without the variant
     assert frame.at["rope", "g1"] == pytest.approx(65.0) and frame.at["hyb", "avg"] == pytest.approx(212 / 3)
     assert math.isnan(main_frame(res, "8192").set_index("model").at["hyb", "g1"])   # missing is NaN, never 0
+    h = headline(res).set_index(["length", "model"])
+    assert h.at[("4096", "hyb"), "avg"] == frame.at["hyb", "avg"] and h.at[("4096", "hyb"), "best"]
+    assert h.at[("4096", "hyb"), "diff"] == pytest.approx(frame.at["hyb", "avg_delta"])
     md = (out / "report.md").read_text()
     assert "`hyb` has no score for t_b" in md and "`hyb` · `t_b` · 8K (run `run-a`)" in md
     cells = pd.read_csv(out / "cells.csv")
@@ -306,9 +310,12 @@ def test_needle_depth_accessor_and_bins():
     assert needle_depths({"metadata": {}}) == [] and needle_depths({}) == []
     meta = {"needles": [{"key": "a", "depth": 12}, {"key": "b", "depth": 70}], "queries": ["b"]}
     assert needle_depths({"metadata": meta}) == [70.0]    # multikey's distractors do not count
-    assert [b[2] for b in depth_bins([0, 50, 100, 50])] == ["0%", "50%", "100%"]
-    many = depth_bins([float(d) for d in range(0, 101, 3)])
-    assert len(many) == 10 and many[0][2] == "0–10%" and many[-1][2] == "90–100%"
+    samples = pd.DataFrame({"model": "m", "task": "t", "length": "4096", "score": 100.0,
+                            "depths": [[float(d)] for d in range(0, 101, 3)]})
+    bins = needle_frame(SimpleNamespace(samples=samples)).drop_duplicates("bin")["label"].tolist()
+    assert len(bins) == 10 and bins[0] == "0–10%" and bins[-1] == "90–100%"        # 34 depths: 10% bins
+    exact = needle_frame(SimpleNamespace(samples=samples[samples.index % 10 == 0]))["label"].tolist()
+    assert exact == ["0%", "30%", "60%", "90%"]                                     # few depths: one bin each
 
 
 def test_needle_depths_of_real_ruler_samples(registry, tokenizer):
@@ -405,10 +412,10 @@ def _edit_row(run, **changes):
     (lambda run: (run / "summary.csv").unlink(), r"summary.csv: not found"),
     (lambda run: (run / "summary.csv").write_text(""), r"summary.csv: empty file"),
     (lambda run: (run / "summary.csv").write_text("model,task,length\n"), r"summary.csv: missing column\(s\) score, n"),
-    (lambda run: _edit_row(run, score="abc"), r"summary.csv line 2, column 'score': not a number: 'abc'"),
+    (lambda run: _edit_row(run, score="abc"), r"summary.csv line 2, column 'score': not a finite number: 'abc'"),
     (lambda run: _edit_row(run, n="3.5"), r"summary.csv line 2, column 'n': not a whole number: '3.5'"),
     (lambda run: _edit_row(run, length="4k"), r"summary.csv line 2: length must be a number of tokens"),
-    (lambda run: (run / "summary.csv").open("a").write("rope,rope,t_a\n"), r"summary.csv line \d+: 3 fields, "),
+    (lambda run: (run / "summary.csv").open("a").write("rope,rope,t_a\n"), r"summary.csv line \d+: empty 'length'"),
     (lambda run: (run / "manifest.json").write_text("{oops"), r"manifest.json: not valid JSON"),
     (lambda run: RunDir(run).sample_log("rope", "t_a", 4096).path.open("a").write("not json\n"),
      r"t_a/4096.jsonl line 5: not valid JSON"),

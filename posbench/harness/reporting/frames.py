@@ -10,7 +10,6 @@ and never writes into a run. Every error names the file (and line). Scores are o
               interval's method: Wilson for 0/1 scores, bootstrap otherwise), verdict (the model's analysis verdict)
     models, tasks, runs, warnings, skipped_tasks, missing, analysis: what the manifests (and analyses) say
 """
-import csv
 import dataclasses
 import json
 import math
@@ -80,58 +79,42 @@ def _read_json(path):
         raise ReportError(f"{path}: not valid JSON: {err}") from None
 
 
-def _number(value, where, whole=False):
-    value = (value or "").strip()
-    if value.lower() in ("", "none", "nan", "null"):
-        return math.nan
-    try:
-        x = float(value)
-    except ValueError:
-        raise ReportError(f"{where}: not a number: {value!r}") from None
-    if not math.isfinite(x):
-        raise ReportError(f"{where}: not a finite number: {value!r}")
-    if whole and x != int(x):
-        raise ReportError(f"{where}: not a whole number: {value!r}")
-    return x
-
-
 def _read_summary(run: RunDir) -> list:
-    if not run.summary_path.exists():
-        raise ReportError(f"{run.summary_path}: not found (has the run finished a cell yet?)")
+    """summary.csv's rows as dicts, validated; numbers as floats (NaN when empty)."""
+    path = run.summary_path
+    if not path.exists():
+        raise ReportError(f"{path}: not found (has the run finished a cell yet?)")
     try:
-        with open(run.summary_path, newline="", encoding="utf-8") as f:
-            header, *body = list(csv.reader(f)) or [None]
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise ReportError(f"{run.summary_path}: unreadable CSV: {err}") from None
-    if not header:
-        raise ReportError(f"{run.summary_path}: empty file (no header row)")
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"{path}: empty file (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: unreadable CSV: {err}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ReportError(f"{run.summary_path}: missing column(s) {', '.join(missing)}; "
-                          f"expected {','.join(SUMMARY_COLUMNS)}")
-    rows, seen = [], {}
-    for line, values in enumerate(body, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        where = f"{run.summary_path} line {line}"
-        if len(values) != len(header):
-            raise ReportError(f"{where}: {len(values)} fields, the header has {len(header)}")
-        row = {k: v.strip() for k, v in zip(header, values)}
-        for col in ("model", "task", "length"):
-            if not row[col]:
-                raise ReportError(f"{where}: empty {col!r}")
-        if row["length"] != NOT_LENGTH_CONTROLLED and not row["length"].isdigit():
-            raise ReportError(f"{where}: length must be a number of tokens or {NOT_LENGTH_CONTROLLED!r}, "
-                              f"got {row['length']!r}")
-        for col in ("score", "ci_low", "ci_high", "n", "skipped"):
-            row[col] = _number(row.get(col), f"{where}, column {col!r}", whole=col in ("n", "skipped"))
-        key = (row["model"], row["task"], row["length"])
-        if key in seen:
-            raise ReportError(f"{where}: duplicate row for model {key[0]}, task {key[1]}, length {key[2]} "
-                              f"(first at line {seen[key]})")
-        seen[key] = line
-        rows.append(row)
-    return rows
+        raise ReportError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(SUMMARY_COLUMNS)}")
+    df.index += 2                                                   # file line numbers
+    for line in df.index[df.isna().any(axis=1)][:1]:
+        raise ReportError(f"{path} line {line}: {df.loc[line].notna().sum()} fields, the header has {df.shape[1]}")
+    df = df.map(str.strip)
+    for col in ("model", "task", "length"):
+        for line in df.index[df[col] == ""][:1]:
+            raise ReportError(f"{path} line {line}: empty {col!r}")
+    for line in df.index[(df["length"] != NOT_LENGTH_CONTROLLED) & ~df["length"].str.isdigit()][:1]:
+        raise ReportError(f"{path} line {line}: length must be a number of tokens or {NOT_LENGTH_CONTROLLED!r}, "
+                          f"got {df.at[line, 'length']!r}")
+    for col in [c for c in ("score", "ci_low", "ci_high", "n", "skipped") if c in df]:
+        text = df[col].where(~df[col].str.lower().isin(["none", "nan", "null"]), "")
+        values = pd.to_numeric(text, errors="coerce")
+        for kind, bad in (("not a finite number", (text != "") & ~values.abs().lt(math.inf)),
+                          ("not a whole number", (values % 1 != 0) & values.notna() & (col in ("n", "skipped")))):
+            for line in df.index[bad][:1]:
+                raise ReportError(f"{path} line {line}, column {col!r}: {kind}: {df.at[line, col]!r}")
+        df[col] = values
+    for line in df.index[df.duplicated(["model", "task", "length"])][:1]:
+        raise ReportError(f"{path} line {line}: duplicate row for model {df.at[line, 'model']}, task "
+                          f"{df.at[line, 'task']}, length {df.at[line, 'length']}")
+    return df.reset_index(drop=True).to_dict("records")
 
 
 def _model_infos(manifest, rows) -> dict:
@@ -180,12 +163,8 @@ class Results:
         keys = ["task", "length", "index", "prompt_hash"]
         joined = s[s["model"] == model].merge(s[s["model"] == (baseline or self.baseline)], on=keys)
         result = stats.paired_difference([(g["score_x"] / 100, g["score_y"] / 100) for _, g in joined.groupby(
-            ["task", "length"], sort=False)], seed=self._seed())
+            ["task", "length"], sort=False)], seed=next(iter(self.runs["seed"].dropna()), 0))
         return {k: v * 100 if k in ("diff", "low", "high") else v for k, v in result.items()}
-
-    def _seed(self):
-        seeds = [m.get("seed") for m in self.manifests.values() if isinstance(m.get("seed"), int)]
-        return seeds[0] if seeds else 0
 
 
 def _load_one(path):
@@ -218,8 +197,8 @@ def _load_one(path):
             samples.append({**keys, "index": rec.get("index"), "prompt_hash": rec.get("prompt_hash"), "score": score,
                             "prediction": rec.get("prediction"), "skip_reason": rec.get("skip_reason"),
                             "depths": needle_depths(rec)})
-        cell = {**keys, **{k: row[k] for k in ("score", "ci_low", "ci_high", "n")},
-                "skipped": 0 if math.isnan(row["skipped"]) else row["skipped"], "interval": "bootstrap"}
+        cell = {**keys, **{k: row.get(k, math.nan) for k in ("score", "ci_low", "ci_high", "n", "skipped")},
+                "interval": "bootstrap"}
         if scores and len(scores) == row["n"]:        # the samples behind the summary row: small-n-safe intervals
             ci = stats.mean_interval([x / 100 for x in scores], seed=manifest.get("seed") or 0)
             cell.update(ci_low=100 * ci["low"], ci_high=100 * ci["high"], interval=ci["method"])
@@ -291,7 +270,9 @@ def load(run_dirs, baseline=None) -> Results:
                    runs=pd.DataFrame([_run_row(run, run_id, m, c) for run, run_id, m, _, c, _ in parts]),
                    warnings=pd.DataFrame([(run_id, str(w)) for _, run_id, m, *_ in parts for w in m.get("warnings")
                                           or []], columns=["run", "warning"]),
-                   skipped_tasks=pd.DataFrame(_skipped_tasks(parts), columns=["run", "task", "reason"]),
+                   skipped_tasks=pd.DataFrame([(p[1], str(x.get("task")), str(x.get("reason") or "")) for p in parts
+                                               for x in p[2].get("skipped_tasks") or [] if isinstance(x, dict)],
+                                              columns=["run", "task", "reason"]),
                    missing=pd.DataFrame(_missing(parts, cells), columns=["run", "model", "task", "length"]),
                    analysis=analysis, manifests={p[1]: p[2] for p in parts}, baseline=baseline)
 
@@ -321,16 +302,6 @@ def _run_row(run, run_id, m, cells) -> dict:
             "device": device, "started": m.get("started"), "finished": m.get("finished"), "seed": m.get("seed"),
             "samples": m.get("samples"), "models": list(dict.fromkeys(cells["model"])), "cells": len(cells),
             "versions": format_params(m.get("versions") if isinstance(m.get("versions"), dict) else {})}
-
-
-def _skipped_tasks(parts) -> list:
-    out = []
-    for _, run_id, m, *_ in parts:
-        st = m.get("skipped_tasks") or []
-        items = st.items() if isinstance(st, dict) else [
-            (x.get("task") or x.get("name"), x.get("reason", "")) if isinstance(x, dict) else (x, "") for x in st]
-        out += [(run_id, str(t), str(r)) for t, r in items]
-    return out
 
 
 def _missing(parts, cells) -> list:

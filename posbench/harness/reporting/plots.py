@@ -25,52 +25,41 @@ _STYLES = ["-", "--", ":", "-."]
 
 def model_styles(models: pd.DataFrame) -> dict:
     """{model: (colour, marker, line style)}: known schemes have fixed colours, others spare ones in name order."""
-    colors = dict(SCHEME_COLORS)
-    for i, s in enumerate(sorted(set(models["scheme"]) - set(colors))):
-        colors[s] = _SPARE[i % len(_SPARE)]
-    seen, out = {}, {}
-    for model, scheme in zip(models["model"], models["scheme"]):
-        k = seen[scheme] = seen.get(scheme, -1) + 1
-        out[model] = (colors[scheme], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
-    return out
+    spare = sorted(set(models["scheme"]) - set(SCHEME_COLORS))
+    colors = {**SCHEME_COLORS, **{s: _SPARE[i % len(_SPARE)] for i, s in enumerate(spare)}}
+    nth = models.groupby("scheme").cumcount()                  # models sharing a scheme: 0, 1, 2, ...
+    return {m: (colors[s], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
+            for m, s, k in zip(models["model"], models["scheme"], nth)}
 
 
 def plot_column(res, name, members, lengths, path, styles) -> bool:
-    """Score against context length for one table column; CI bars when it is a single task."""
+    """Score against context length for one table column; 95% interval bars when it is a single task."""
     here = res.cells[res.cells["length"].isin(lengths) & res.cells["task"].isin(members)]
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    scores_at = {length: group_scores(res, length) for length in lengths}
-    drawn = 0
-    for k, model in enumerate(res.models["model"]):
-        xs, ys, err = [], [], []
-        for length in lengths:
-            scores = scores_at[length]
-            if name in scores and pd.notna(scores.at[model, name]):
-                xs.append(int(length))
-                ys.append(scores.at[model, name])
-                c = here[(here["model"] == model) & (here["length"] == length)]
-                one = len(members) == 1 and len(c) == 1 and pd.notna(c["ci_low"].iloc[0])
-                err.append((ys[-1] - c["ci_low"].iloc[0], c["ci_high"].iloc[0] - ys[-1]) if one else (np.nan, np.nan))
-        if not xs:
-            continue
-        color, marker, style = styles[model]
-        dodge = 2 ** (0.025 * (k - (len(res.models) - 1) / 2))   # side by side, so error bars do not hide each other
-        ax.errorbar([x * dodge for x in xs], ys, yerr=np.clip(np.array(err).T, 0, None), color=color, marker=marker,
-                    linestyle=style, capsize=3, label=f"{model} ({res.models.set_index('model').at[model, 'scheme']})")
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+    values = pd.DataFrame({x: s[name] for x in lengths if name in (s := group_scores(res, x))}).dropna(how="all")
+    if values.empty:
         return False
+    one = len(members) == 1
+    bars = {k: here.pivot(index="model", columns="length", values=k).reindex_like(values) if one else None
+            for k in ("ci_low", "ci_high")}
+    schemes = res.models.set_index("model")["scheme"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for k, model in enumerate(values.index):
+        row = values.loc[model].dropna()
+        err = np.clip([row - bars["ci_low"].loc[model, row.index], bars["ci_high"].loc[model, row.index] - row], 0,
+                      None) if one else None
+        color, marker, style = styles[model]
+        dodge = 2 ** (0.025 * (k - (len(values) - 1) / 2))   # side by side, so error bars do not hide each other
+        ax.errorbar(row.index.astype(int) * dodge, row, yerr=err, color=color, marker=marker, linestyle=style,
+                    capsize=3, label=f"{model} ({schemes[model]})")
     ticks = [int(x) for x in lengths]
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [length_name(x) for x in lengths])
     ax.minorticks_off()
     ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
     ax.set_ylim(-2, 102)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("score (0–100)")
+    ax.set(xlabel="context length (tokens)", ylabel="score (0–100)")
     metrics = ", ".join(sorted(set(here["metric"])))
-    what = (f"task {members[0]}: {metrics}, bars = 95% interval" if len(members) == 1
+    what = (f"task {members[0]}: {metrics}, bars = 95% interval" if one
             else f"unweighted mean of {len(members)} tasks ({metrics})")
     ax.set_title(f"{name}: score vs context length\n{what}\nn = {n_range(here)} samples scored per "
                  "model·task·length", fontsize=9)
@@ -82,41 +71,31 @@ def plot_column(res, name, members, lengths, path, styles) -> bool:
     return True
 
 
-def depth_bins(depths) -> list:
-    """[(low, high, label)]: one bin per distinct depth when there are at most 11, else ten 10% bins."""
-    distinct = sorted(set(depths))
-    if len(distinct) <= 11:
-        return [(d, d, f"{d:g}%") for d in distinct]
-    return [(10 * i, 10 * (i + 1), f"{10 * i}–{10 * (i + 1)}%") for i in range(10)]
-
-
 def needle_frame(res) -> pd.DataFrame:
     """One row per (scored sample, queried needle) of the needle tasks at numeric lengths: model, task, length,
-    depth, bin (index into depth_bins), score."""
+    depth, score and its depth bin: the depth itself when there are at most 11 distinct depths, else 10% bins."""
     s = res.samples[res.samples["length"].str.isdigit() & res.samples["score"].notna()
                     & (res.samples["depths"].map(len) > 0)]
     s = s.explode("depths").rename(columns={"depths": "depth"})[["model", "task", "length", "depth", "score"]]
-    if s.empty:
-        return s
-    bins = depth_bins(s["depth"].astype(float))
-    edges = [lo for lo, hi, _ in bins]
-    exact = all(lo == hi for lo, hi, _ in bins)
-    s["bin"] = [edges.index(d) if exact else min(int(d // 10), 9) for d in s["depth"].astype(float)]
-    return s.assign(label=s["bin"].map(lambda i: bins[i][2]))
+    s["depth"] = s["depth"].astype(float)
+    exact = s["depth"].nunique() <= 11
+    s["bin"] = s["depth"] if exact else (s["depth"] // 10).clip(upper=9) * 10
+    return s.assign(label=s["bin"].map(lambda b: f"{b:g}%" if exact else f"{b:g}–{b + 10:g}%"))
 
 
 def plot_needle_heatmaps(res, needles, path):
     tasks = [t for t in res.tasks["task"] if t in set(needles["task"])]
     models = [m for m in res.models["model"] if m in set(needles["model"])]
     lengths = sorted(needles["length"].unique(), key=length_key)
-    labels = needles.drop_duplicates("bin").sort_values("bin")["label"].tolist()
+    bins = needles.drop_duplicates("bin").sort_values("bin")
+    labels = bins["label"].tolist()
     means = needles.groupby(["task", "model", "bin", "length"])["score"].mean()
     fig, axes = plt.subplots(len(tasks), len(models), squeeze=False, sharex=True, sharey=True, layout="constrained",
                              figsize=(1.2 + 0.55 * len(lengths) * len(models), 0.8 + 0.3 * len(labels) * len(tasks)))
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d0d0d0")
     for i, task in enumerate(tasks):
         for j, model in enumerate(models):
-            grid = np.array([[means.get((task, model, b, x), np.nan) for x in lengths] for b in range(len(labels))])
+            grid = np.array([[means.get((task, model, b, x), np.nan) for x in lengths] for b in bins["bin"]])
             ax = axes[i, j]
             im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")
             ax.set_xticks(range(len(lengths)), [length_name(x) for x in lengths], fontsize=7)

@@ -1,15 +1,13 @@
-"""Reports from one or more run directories: every number comes from the DataFrames of reporting/frames.py.
+"""Reports from one or more run directories; every number comes from the DataFrames of reporting/frames.py.
 
     headline     per length: the best model on `avg`, its margin over the baseline with a 95% paired interval
     header       runs, models (scheme parameters per length, layer map, analysis verdict), tasks, manifest warnings
-    main tables  one block per length: models as rows, task groups as columns (+ "avg"), group score = unweighted
-                 mean of its member tasks (RULER-style), deltas against the baseline, best per column in bold;
-                 columns with the same member tasks are one column ("ruler = ruler_niah = avg")
-    details      per task and length: score [95% interval] n, the interval's method named
-    skipped      skipped samples with reasons, skipped tasks, expected cells that are missing
+    main tables  per length: models x task groups (+ "avg"), group score = unweighted mean of its member tasks
+                 (RULER-style), deltas against the baseline, best in bold; groups with the same tasks are one column
+    details      per task and length: score [95% interval] n, the interval's method; then skipped and missing cells
 
 Missing cells are "—", never 0. Variant tasks (`variant_of` set) count in their own groups but not in "avg". The same
-blocks render as Markdown, HTML (one self-contained file) and, for the main tables, CSV and LaTeX via pandas.
+blocks render as Markdown and as one self-contained HTML page; main tables also as CSV and LaTeX (pandas writers).
 """
 import base64
 import html
@@ -69,16 +67,18 @@ def main_frame(res, length) -> pd.DataFrame:
     return pd.concat([head, scores, deltas], axis=1).rename_axis("model").reset_index()
 
 
+def avg_column(res, length) -> str:
+    return next(name for name in columns(res, length) if name.split(" = ")[-1] == AVG)
+
+
 def headline(res) -> pd.DataFrame:
-    """Per length: the best model on avg, and every model's paired difference to the baseline on avg's tasks."""
+    """Per length and model: its avg, whether it is the best, its paired difference to the baseline on avg's tasks."""
     rows = []
     for length in res.lengths:
-        avg_members = next(m for name, m in columns(res, length).items() if name.split(" = ")[-1] == AVG)
-        scores = group_scores(res, length).iloc[:, -1].dropna()
-        if scores.empty or res.baseline not in scores:
-            continue
-        for model in scores.index:
-            p = res.paired(model, length=length, tasks=avg_members) if model != res.baseline else {}
+        scores = group_scores(res, length)[avg_column(res, length)].dropna()
+        for model in scores.index if res.baseline in scores else []:
+            p = res.paired(model, length=length, tasks=columns(res, length)[avg_column(res, length)]) \
+                if model != res.baseline else {}
             rows.append({"length": length, "model": model, "avg": scores[model], "best": model == scores.idxmax(),
                          **{k: p.get(k, float("nan")) for k in ("diff", "low", "high", "n")},
                          "method": p.get("method", ""), "significant": bool(p and (p["low"] > 0 or p["high"] < 0))})
@@ -289,20 +289,14 @@ def _skipped(res) -> list:
 
 # ---- renderers ------------------------------------------------------------------------------------------------------
 
+MARKDOWN = {"h": lambda level, text: "#" * level + " " + text, "p": str,
+            "ul": lambda items: "\n".join(f"- {x}" for x in items),
+            "table": lambda df: df.to_markdown(index=False, disable_numparse=True),
+            "img": lambda title, path: f"![{title}]({path})"}
+
+
 def render_markdown(items) -> str:
-    out = []
-    for kind, *args in items:
-        if kind == "h":
-            out.append("#" * args[0] + " " + args[1])
-        elif kind == "table":
-            out.append(args[0].to_markdown(index=False, disable_numparse=True))
-        elif kind == "ul":
-            out.append("\n".join(f"- {x}" for x in args[0]))
-        elif kind == "img":
-            out.append(f"![{args[0]}]({args[1]})")
-        else:
-            out.append(args[0])
-    return "\n\n".join(out) + "\n"
+    return "\n\n".join(MARKDOWN[kind](*args) for kind, *args in items) + "\n"
 
 
 def _inline(text) -> str:
@@ -313,7 +307,7 @@ def _inline(text) -> str:
 
 SORT_JS = """document.querySelectorAll("table").forEach(t => { t.dataset.sortable = "yes";
   t.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {
-    const key = r => { const s = r.cells[i].innerText, x = parseFloat(s.replace(/[^0-9.+-]/g, ""));
+    const key = r => { const s = r.cells[i].innerText, x = parseFloat(s.replace(/^[^0-9+-]+/, ""));
                        return isNaN(x) ? s : x; };
     const up = th.dataset.dir !== "up"; th.dataset.dir = up ? "up" : "down";
     [...t.tBodies[0].rows].sort((a, b) => { const p = key(a), q = key(b);
@@ -327,22 +321,17 @@ CSS = ("body{font:14px system-ui,sans-serif;max-width:1200px;margin:2em auto;pad
 
 def render_html(items, root: Path) -> str:
     """One self-contained page: plots inlined as data URIs (read from under root), tables sortable by a click."""
-    out = []
-    for kind, *args in items:
-        if kind == "h":
-            out.append(f"<h{args[0]}>{_inline(args[1])}</h{args[0]}>")
-        elif kind == "table":
-            out.append(args[0].map(_inline).rename(columns=_inline).to_html(index=False, escape=False, border=0))
-        elif kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in args[0]) + "</ul>")
-        elif kind == "img":
-            data = base64.b64encode((root / args[1]).read_bytes()).decode()
-            out.append(f'<figure><img alt="{html.escape(args[0])}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{_inline(args[0])}</figcaption></figure>")
-        else:
-            out.append(f"<p>{_inline(args[0])}</p>")
+    def image(title, path):
+        data = base64.b64encode((root / path).read_bytes()).decode()
+        return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>'
+                f"{_inline(title)}</figcaption></figure>")
+    kinds = {"h": lambda level, text: f"<h{level}>{_inline(text)}</h{level}>", "p": lambda t: f"<p>{_inline(t)}</p>",
+             "ul": lambda items: "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in items) + "</ul>",
+             "table": lambda df: df.map(_inline).rename(columns=_inline).to_html(index=False, escape=False, border=0),
+             "img": image}
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>posbench report</title><style>{CSS}</style>'
-            f"</head><body>\n" + "\n".join(out) + f"\n<script>{SORT_JS}</script></body></html>\n")
+            "</head><body>\n" + "\n".join(kinds[kind](*args) for kind, *args in items)
+            + f"\n<script>{SORT_JS}</script></body></html>\n")
 
 
 def tex_escape(s) -> str:

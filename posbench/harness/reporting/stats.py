@@ -14,8 +14,7 @@ RESAMPLES = 2000
 
 
 def is_binary(values) -> bool:
-    values = np.asarray(values, dtype=float)
-    return values.size > 0 and bool(np.isin(values, (0.0, 1.0)).all())
+    return len(values) > 0 and bool(np.isin(values, (0.0, 1.0)).all())
 
 
 def wilson(successes, n, z=Z95) -> tuple:
@@ -57,18 +56,13 @@ def newcombe_paired(a, b, z=Z95) -> tuple:
     """(low, high) of mean(a) - mean(b) for paired 0/1 scores: Newcombe (1998) method 10, from the two Wilson
     intervals and the correlation of the pairs."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    n = a.size
-    both, only_a = float(((a == 1) & (b == 1)).sum()), float(((a == 1) & (b == 0)).sum())
-    only_b, neither = float(((a == 0) & (b == 1)).sum()), float(((a == 0) & (b == 0)).sum())
-    p1, p2 = (both + only_a) / n, (both + only_b) / n
-    l1, u1 = wilson(p1 * n, n, z)
-    l2, u2 = wilson(p2 * n, n, z)
-    denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = (both * neither - only_a * only_b) / math.sqrt(denom) if denom > 0 else 0.0
-    d = p1 - p2
+    n, p1, p2 = a.size, a.mean(), b.mean()
+    (l1, u1), (l2, u2) = wilson(a.sum(), n, z), wilson(b.sum(), n, z)
+    margins = a.sum() * (n - a.sum()) * b.sum() * (n - b.sum())
+    phi = (np.mean(a * b) - p1 * p2) * n * n / math.sqrt(margins) if margins > 0 else 0.0   # (ad - bc) / sqrt(...)
     below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
-    return (max(-1.0, d - below), min(1.0, d + above))
+    return (max(-1.0, p1 - p2 - below), min(1.0, p1 - p2 + above))
 
 
 def paired_difference(pairs, seed=0) -> dict:

@@ -125,9 +125,10 @@ def _model_infos(manifest, rows) -> dict:
         info = infos.setdefault(row["model"], {"label": row["model"]})
         info["scheme"] = info.get("scheme") or row.get("scheme") or "?"
     for label, info in infos.items():
-        entry = config.get(label, {})
-        base = entry.get("scheme_params", info.get("scheme_params")) or {}
-        by_length = {str(k): v for k, v in (entry.get("scheme_params_by_length") or {}).items()}
+        # the manifest has the effective params of the first length loaded; the sweep's per-length overrides go on top
+        by_length = {str(k): v for k, v in (config.get(label, {}).get("scheme_params_by_length") or {}).items()}
+        overridden = {k for v in by_length.values() for k in v}
+        base = {k: v for k, v in (info.get("scheme_params") or {}).items() if k not in overridden}
         lengths = {str(x) for x in manifest.get("lengths") or []} | {r["length"] for r in rows if r["model"] == label}
         info["params_at"] = {x: format_params({**base, **by_length.get(x, {})}) for x in lengths}
     return infos
@@ -164,7 +165,7 @@ class Results:
         joined = s[s["model"] == model].merge(s[s["model"] == (baseline or self.baseline)], on=keys)
         result = stats.paired_difference([(g["score_x"] / 100, g["score_y"] / 100) for _, g in joined.groupby(
             ["task", "length"], sort=False)], seed=next(iter(self.runs["seed"].dropna()), 0))
-        return {k: v * 100 if k in ("diff", "low", "high") else v for k, v in result.items()}
+        return {k: float(v) * 100 if k in ("diff", "low", "high") else v for k, v in result.items()}
 
 
 def _load_one(path):
@@ -297,7 +298,7 @@ def _tasks(parts, cells) -> pd.DataFrame:
 def _run_row(run, run_id, m, cells) -> dict:
     device = m.get("device")
     if isinstance(device, dict):
-        device = device.get("name") or device.get("type")
+        device = device.get("name") or device.get("gpu") or device.get("device") or device.get("type")
     return {"run": run_id, "directory": str(run.root), "git_commit": str(m.get("git_commit") or "")[:12],
             "device": device, "started": m.get("started"), "finished": m.get("finished"), "seed": m.get("seed"),
             "samples": m.get("samples"), "models": list(dict.fromkeys(cells["model"])), "cells": len(cells),

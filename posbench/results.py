@@ -1,13 +1,8 @@
-"""posbench results as pandas DataFrames, for your own analyses (docs/results_api.md shows one).
+"""posbench results as pandas DataFrames, for your own analyses (docs/results_api.md): the report is computed from
+exactly these frames.
 
-    import posbench.results
-    res = posbench.results.load("runs/a", "runs/b")      # one or more run directories, merged
-    res.samples      # one row per sample: model, scheme, scheme_params, task, groups, length, score, prediction, ...
-    res.cells        # one row per model x task x length: score, ci_low, ci_high, n, interval (method), ...
-    res.manifests    # {run id: manifest.json}; also res.models, res.tasks, res.runs, res.warnings, res.analysis
-    res.paired("repo", "rope", length="4096")   # paired difference on the same samples, with its 95% interval
-
-The report (`eval.py report`) is computed from exactly these frames.
+    res = posbench.results.load("runs/a", "runs/b")     # merged; res.samples, res.cells, res.manifests, res.models ...
+    res.paired("repo", "rope", length=4096)             # paired difference on the same samples, with its interval
 """
 from posbench.harness.reporting.frames import ReportError, Results
 from posbench.harness.reporting.frames import load as _load

@@ -1,7 +1,6 @@
-"""Run directories as tidy pandas DataFrames: the only code that reads result files for reports and analyses.
-
-Reads manifest.json, summary.csv, samples/*.jsonl and (when present) analysis/<model>/analysis.json; never models,
-and never writes into a run. Every error names the file (and line). Scores are on the reporting scale (0-100).
+"""Run directories as tidy pandas DataFrames: the only code that reads result files (manifest.json, summary.csv,
+samples/*.jsonl, analysis/<model>/analysis.json) for reports and analyses; never models, never writing into a run.
+Every error names the file (and line). Scores are on the reporting scale (0-100).
 
     samples   one row per sample: run, model, scheme, scheme_params (at that length), task, groups, variant_of,
               metric, length ("4096" ... or "native"), index, prompt_hash, score (NaN when skipped), prediction,
@@ -13,7 +12,6 @@ and never writes into a run. Every error names the file (and line). Scores are o
 import dataclasses
 import json
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -94,8 +92,6 @@ def _read_summary(run: RunDir) -> list:
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(SUMMARY_COLUMNS)}")
     df.index += 2                                                   # file line numbers
-    for line in df.index[df.isna().any(axis=1)][:1]:
-        raise ReportError(f"{path} line {line}: {df.loc[line].notna().sum()} fields, the header has {df.shape[1]}")
     df = df.map(str.strip)
     for col in ("model", "task", "length"):
         for line in df.index[df[col] == ""][:1]:
@@ -182,11 +178,10 @@ def _load_one(path):
     cells, samples = [], []
     for row in rows:
         task, info = tasks.get(row["task"], {}), infos[row["model"]]
-        groups = row.get("groups")
+        groups = row["groups"].split(";") if "groups" in row else task.get("groups") or ()
         keys = {"run": run_id, "model": row["model"], "scheme": info["scheme"],
                 "scheme_params": info["params_at"].get(row["length"], ""), "task": row["task"],
-                "groups": tuple(g for g in groups.split(";") if g) if groups is not None else tuple(task.get("groups")
-                                                                                                     or ()),
+                "groups": tuple(g for g in groups if g),
                 "variant_of": row.get("variant_of") or task.get("variant_of") or "",
                 "metric": row.get("metric") or task.get("primary_metric") or "?", "length": row["length"]}
         records = read_sample_records(run.sample_log(row["model"], row["task"], row["length"]).path)
@@ -232,14 +227,11 @@ def load(run_dirs, baseline=None) -> Results:
     samples = pd.concat([p[5] for p in parts if len(p[5])] or [parts[0][5]], ignore_index=True)
     if cells.empty:
         raise ReportError(f"{', '.join(str(p[0].summary_path) for p in parts)}: no result rows yet")
-    dup = cells[cells.duplicated(["model", "task", "length"], keep=False)]
-    if len(dup):
-        first = dup.iloc[0]
-        second = dup[(dup["model"] == first["model"]) & (dup["task"] == first["task"])
-                     & (dup["length"] == first["length"])].iloc[1]
-        root = next(p[0].root for p in parts if p[1] == second["run"])
-        raise ReportError(f"{root}: model {second['model']!r}, task {second['task']}, length {second['length']} is "
-                          f"also in run {first['run']!r}; runs merged into one report must not overlap")
+    for (model, task, length), g in cells[cells.duplicated(["model", "task", "length"], keep=False)].groupby(
+            ["model", "task", "length"], sort=False):
+        root = next(p[0].root for p in parts if p[1] == g["run"].iloc[1])
+        raise ReportError(f"{root}: model {model!r}, task {task}, length {length} is also in run {g['run'].iloc[0]!r}; "
+                          "runs merged into one report must not overlap")
     cells[["n", "skipped"]] = cells[["n", "skipped"]].fillna(0).astype(int)
     models, analysis = {}, []
     for run, run_id, _, infos, _, _ in parts:
@@ -248,8 +240,7 @@ def load(run_dirs, baseline=None) -> Results:
                                           "scheme_params": format_params(info.get("scheme_params")),
                                           "params_by_length": {}, "layer_schemes": info.get("layer_schemes") or [],
                                           "runs": []})
-            if m["scheme"] in ("?", None):
-                m["scheme"] = info["scheme"]
+            m["scheme"] = info["scheme"] if m["scheme"] == "?" else m["scheme"]
             if info["scheme"] not in ("?", m["scheme"]):
                 raise ReportError(f"{run.root}: model {label!r} has scheme {info['scheme']} here but {m['scheme']} "
                                   f"in run {m['runs'][0]!r}; give different models different labels")
@@ -302,7 +293,7 @@ def _run_row(run, run_id, m, cells) -> dict:
     return {"run": run_id, "directory": str(run.root), "git_commit": str(m.get("git_commit") or "")[:12],
             "device": device, "started": m.get("started"), "finished": m.get("finished"), "seed": m.get("seed"),
             "samples": m.get("samples"), "models": list(dict.fromkeys(cells["model"])), "cells": len(cells),
-            "versions": format_params(m.get("versions") if isinstance(m.get("versions"), dict) else {})}
+            "versions": format_params(m.get("versions"))}
 
 
 def _missing(parts, cells) -> list:
@@ -318,10 +309,3 @@ def _missing(parts, cells) -> list:
                 out += [(run_id, model, t["name"], x) for model in models for x in lengths
                         if (model, t["name"], x) not in have]
     return out
-
-
-def skip_reasons(samples: pd.DataFrame) -> pd.Series:
-    """Skipped-sample counts per (model, task, length, reason), numbers folded to N so alike reasons group."""
-    s = samples.dropna(subset=["skip_reason"])
-    return s.assign(reason=s["skip_reason"].map(lambda r: re.sub(r"\d+", "N", str(r)))).groupby(
-        ["model", "task", "length", "reason"], sort=False).size()

@@ -119,8 +119,7 @@ def write_plots(res, out_dir) -> dict:
     plots = {}                                    # column name -> members over every numeric length
     for length in lengths:
         for name, members in columns(res, length).items():
-            plots.setdefault(name, [])
-            plots[name] += [t for t in members if t not in plots[name]]
+            plots[name] = list(dict.fromkeys(plots.get(name, []) + members))
     written = {}
     for name, members in plots.items():
         path = out_dir / f"score_vs_length_{safe_name(name.split(' = ')[0])}.png"

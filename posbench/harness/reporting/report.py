@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from posbench.harness.evaluation.results import atomic_write_text, safe_name
-from posbench.harness.reporting.frames import ReportError, length_key, length_name, load, skip_reasons
+from posbench.harness.reporting.frames import ReportError, length_key, length_name, load
 from posbench.position_schemes.base import format_layer_ids
 
 AVG = "avg"
@@ -165,13 +165,12 @@ def blocks(res, plots=None) -> list:
 
 
 def _header(res) -> list:
-    runs = pd.DataFrame({
-        "run": "`" + res.runs["run"] + "`", "directory": "`" + res.runs["directory"] + "`",
-        "git commit": res.runs["git_commit"].replace("", DASH), "device": res.runs["device"].fillna(DASH),
-        "started → finished": [f"{_date(a)} → {_date(b)}" for a, b in zip(res.runs["started"], res.runs["finished"])],
-        "seed": res.runs["seed"].map(lambda x: DASH if x is None or pd.isna(x) else str(x)),
-        "samples/cell": res.runs["samples"].map(lambda x: DASH if x is None or pd.isna(x) else str(x)),
-        "models": res.runs["models"].map(", ".join), "cells": res.runs["cells"].astype(str)})
+    r = res.runs.astype(object).where(res.runs.notna() & (res.runs != ""), DASH)
+    runs = pd.DataFrame({"run": "`" + r["run"] + "`", "directory": "`" + r["directory"] + "`",
+                         "git commit": r["git_commit"], "device": r["device"],
+                         "started → finished": r["started"].map(_date) + " → " + r["finished"].map(_date),
+                         "seed": r["seed"].astype(str), "samples/cell": r["samples"].astype(str),
+                         "models": r["models"].map(", ".join), "cells": r["cells"].astype(str)})
     out = [("h", 2, "Runs"), ("table", runs)]
     versions = set(res.runs["versions"])
     out += [("p", f"Versions: {versions.pop()}")] if len(versions) == 1 and "" not in versions else []
@@ -207,8 +206,7 @@ def _header(res) -> list:
 
 
 def _date(s) -> str:
-    s = "" if s is None or pd.isna(s) else str(s)
-    return s[:16].replace("T", " ") if re.match(r"\d{4}-\d\d-\d\dT?", s) else (s or DASH)
+    return str(s)[:16].replace("T", " ") if re.match(r"\d{4}-\d\d-\d\dT?", str(s)) else str(s)
 
 
 def display_main(res, length) -> pd.DataFrame:
@@ -231,17 +229,7 @@ def _main(res, length) -> list:
                                                + (f", {skipped} skipped" if skipped else "") + "."),
            ("table", display_main(res, length))]
     cols = [f"`{g}` = {', '.join(m)}" for g, m in columns(res, length).items() if m != [g]]
-    out += [("p", "Columns: " + "; ".join(cols) + ".")] if cols else []
-    notes, tasks = [], block_tasks(res, length)
-    for model in res.models["model"]:
-        mine = here[here["model"] == model]
-        lacking = [t for t in tasks if mine.loc[mine["task"] == t, "score"].notna().sum() == 0]
-        if mine.empty:
-            notes.append(f"`{model}` was not run at this length.")
-        elif lacking:
-            notes.append(f"`{model}` has no score for {', '.join(lacking)}, so groups containing "
-                         f"{'it' if len(lacking) == 1 else 'them'} show {DASH}.")
-    return out + ([("ul", notes)] if notes else [])
+    return out + ([("p", "Columns: " + "; ".join(cols) + ".")] if cols else [])
 
 
 def _details(res, length) -> pd.DataFrame:
@@ -265,7 +253,9 @@ def _skipped(res) -> list:
     if skipped.empty:
         out.append(("p", "No samples were skipped."))
     else:
-        reasons = skip_reasons(res.samples)
+        s = res.samples.dropna(subset=["skip_reason"])             # numbers folded to N so alike reasons group
+        reasons = s.assign(reason=s["skip_reason"].str.replace(r"\d+", "N", regex=True)).groupby(
+            ["model", "task", "length", "reason"], sort=False).size()
         def why(c):
             r = reasons.get((c["model"], c["task"], c["length"]))
             return DASH if r is None else "; ".join(f"{k}× {w}" for w, k in r.sort_values(ascending=False).items())
@@ -381,15 +371,10 @@ def write_report(run_dirs, out=None, baseline=None, formats=("md",), plots=True)
         for title, path in write_plots(res, out / "plots").items():
             links[title] = path.relative_to(out).as_posix()
             written.append(path)
-    texts = {}
-    if "md" in formats:
-        texts["report.md"] = render_markdown(blocks(res, links))
-    if "html" in formats:
-        texts["report.html"] = render_html(blocks(res, links), out)
-    if "csv" in formats:
-        texts.update(render_csv(res))
-    if "tex" in formats:
-        texts["report.tex"] = render_tex(res)
+    texts = {"md": lambda: {"report.md": render_markdown(blocks(res, links))}, "csv": lambda: render_csv(res),
+             "html": lambda: {"report.html": render_html(blocks(res, links), out)},
+             "tex": lambda: {"report.tex": render_tex(res)}}
+    texts = {name: text for f in FORMATS if f in formats for name, text in texts[f]().items()}
     for name, text in texts.items():
         atomic_write_text(out / name, text)
         written.append(out / name)

@@ -44,11 +44,9 @@ def mean_interval(values, seed=0) -> dict:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "method": ""}
-    if is_binary(values):
-        low, high = wilson(values.sum(), values.size)
-        method = "Wilson"
-    else:
-        (low, high), method = bootstrap_mean([values], seed), "bootstrap"
+    binary = is_binary(values)
+    (low, high), method = (wilson(values.sum(), values.size), "Wilson") if binary else (
+        bootstrap_mean([values], seed), "bootstrap")
     return {"mean": float(values.mean()), "low": low, "high": high, "n": int(values.size), "method": method}
 
 

@@ -184,11 +184,14 @@ def test_headline_names_the_best_and_says_when_nothing_is_significant(tmp_path):
     best = h[h["best"]].set_index("length")
     assert list(best["model"]) == ["repo", "repo"] and best.at["4096", "significant"]
     md = render_markdown(blocks(res))
-    assert "`repo` scores best on avg, 100.0, +50.0 over `rope`" in md
+    assert "`repo` (repo) scores best on avg, 100.0, +50.0 over `rope`" in md
     assert f"{best.at['4096', 'low']:+.1f} to +{best.at['4096', 'high']:.1f}" in md
     close = binary_run(tmp_path / "s", rope=lambda i: i % 2, repo=lambda i: i % 2 or i == 0, n=4)
     md = render_markdown(blocks(posbench.results.load(close)))
-    assert "`repo` scores best on avg, 75.0" in md and "no model differs significantly from `rope`." in md
+    assert "`repo` (repo) scores best on avg, 75.0" in md and "no model differs significantly from `rope`." in md
+    tie = binary_run(tmp_path / "t", rope=lambda i: 1, repo=lambda i: 1, n=4)
+    assert "`rope` (rope) scores best on avg, 100.0 (tied with 1 other model), the baseline; no model differs" in \
+        render_markdown(blocks(posbench.results.load(tie)))
 
 
 # ---- tables in every format, against the frames ---------------------------------------------------------------------

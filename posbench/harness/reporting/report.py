@@ -76,10 +76,12 @@ def headline(res) -> pd.DataFrame:
     rows = []
     for length in res.lengths:
         scores = group_scores(res, length)[avg_column(res, length)].dropna()
+        top = scores[scores == scores.max()].index
+        best = res.baseline if res.baseline in top else top[0]         # a tie with the baseline is no win
         for model in scores.index if res.baseline in scores else []:
             p = res.paired(model, length=length, tasks=columns(res, length)[avg_column(res, length)]) \
                 if model != res.baseline else {}
-            rows.append({"length": length, "model": model, "avg": scores[model], "best": model == scores.idxmax(),
+            rows.append({"length": length, "model": model, "avg": scores[model], "best": model == best,
                          **{k: p.get(k, float("nan")) for k in ("diff", "low", "high", "n")},
                          "method": p.get("method", ""), "significant": bool(p and (p["low"] > 0 or p["high"] < 0))})
     return pd.DataFrame(rows)
@@ -125,9 +127,12 @@ def headline_lines(res) -> list:
     out = []
     for length, g in headline(res).groupby("length", sort=False):
         best, others = g[g["best"]].iloc[0], g[g["model"] != res.baseline]
-        line = f"**{length_name(length)}**: `{best['model']}` scores best on avg, {fmt(best['avg'])}"
+        scheme = res.models.set_index("model").at[best["model"], "scheme"]
+        tied = int((g["avg"] == best["avg"]).sum()) - 1
+        line = (f"**{length_name(length)}**: `{best['model']}` ({scheme}) scores best on avg, {fmt(best['avg'])}"
+                + (f" (tied with {tied} other model{'s' * (tied > 1)})" if tied else ""))
         if best["model"] == res.baseline:
-            line += " (it is the baseline)"
+            line += ", the baseline"
         else:
             line += (f", {fmt(best['diff'], True)} over `{res.baseline}` (95% paired interval {fmt(best['low'], True)}"
                      f" to {fmt(best['high'], True)}, {int(best['n'])} pairs, {best['method']})")

@@ -12,8 +12,7 @@ __all__ = ["load", "Results", "ReportError", "columns", "group_scores", "headlin
 
 
 def load(*run_dirs, baseline=None) -> Results:
-    """Load and merge run directories (given one by one or as one list); `baseline` is the model `paired` and the
-    report compare against by default (the first rope model unless given)."""
+    """Load and merge run directories (one by one or a list); `baseline`: the default model `paired` compares with."""
     if len(run_dirs) == 1 and isinstance(run_dirs[0], (list, tuple)):
         run_dirs = tuple(run_dirs[0])
     return _load(list(run_dirs), baseline=baseline)

@@ -34,7 +34,7 @@ def length_key(length: str):
 def length_name(length) -> str:
     """'4096' -> '4K', 'native' -> 'native'."""
     n = str(length)
-    return n if not n.isdigit() else f"{int(n) // 1024}K" if int(n) % 1024 == 0 else n
+    return n if not n.isdigit() or int(n) % 1024 else f"{int(n) // 1024}K"
 
 
 def format_params(params) -> str:

@@ -1,9 +1,6 @@
-"""Report plots (matplotlib, Agg) from the results frames: score against context length, one plot per distinct
-table column (columns with the same member tasks share one plot), and one needle heatmap figure: a panel per model
-(columns) and per needle task (rows), depth x length, one shared colour scale.
-
-A scheme keeps one colour in every plot; models sharing a scheme differ by marker and line style.
-"""
+"""Report plots (matplotlib, Agg) from the results frames: score vs context length per distinct table column, and one
+needle heatmap figure (a panel per model and needle task, depth x length, one colour scale). A scheme keeps one colour
+in every plot; models sharing a scheme differ by marker and line style."""
 from pathlib import Path
 
 import matplotlib

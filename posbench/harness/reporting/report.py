@@ -362,8 +362,7 @@ def render_csv(res) -> dict:
 # ---- the command's work ---------------------------------------------------------------------------------------------
 
 def write_report(run_dirs, out=None, baseline=None, formats=("md",), plots=True) -> list:
-    """Load and merge the runs, write the requested formats (and plots) into `out` (default: the first run).
-    Returns the paths written."""
+    """Write the merged runs' report in `formats` (and plots) into `out` (default: the first run); the paths written."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ReportError(f"--format: unknown format(s) {', '.join(unknown) or '(none given)'}; "

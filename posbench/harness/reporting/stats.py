@@ -2,8 +2,7 @@
 
 0/1 scores get score-based intervals (Wilson for one mean, Newcombe's method 10 for a paired difference): at n = 5
 all-correct they read [56.6, 100], not [100, 100]. Other scores get a seeded percentile bootstrap, stratified by
-task for a mean of tasks. Every function returns the method's name beside the numbers, for the tables to state.
-Scores here are fractions (0-1); callers scale.
+task for a mean of tasks. Results carry the method's name, for the tables to state. Scores here are fractions (0-1).
 """
 import math
 
@@ -44,9 +43,8 @@ def mean_interval(values, seed=0) -> dict:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "method": ""}
-    binary = is_binary(values)
-    (low, high), method = (wilson(values.sum(), values.size), "Wilson") if binary else (
-        bootstrap_mean([values], seed), "bootstrap")
+    (low, high), method = ((wilson(values.sum(), values.size), "Wilson") if is_binary(values)
+                           else (bootstrap_mean([values], seed), "bootstrap"))
     return {"mean": float(values.mean()), "low": low, "high": high, "n": int(values.size), "method": method}
 
 

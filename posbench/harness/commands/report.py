@@ -3,15 +3,18 @@ from posbench.harness.reporting.report import FORMATS
 
 
 def register(sub):
-    p = sub.add_parser("report", help="write report.md (tables), csv/tex tables and plots from run directories",
-                       description="Merge one or more run directories into one report: a table per context length "
+    p = sub.add_parser("report", help="write report.md (tables), csv/tex tables, a self-contained report.html and "
+                       "plots from run directories",
+                       description="Merge one or more run directories into one report: a headline (best model per "
+                       "length and its paired 95% interval against the baseline), a table per context length "
                        "(models as rows, task groups as columns, deltas against a baseline, best in bold), per-task "
-                       "scores with 95% intervals and n, skipped samples with reasons, and PNG plots (score vs "
-                       "length per group, needle heatmaps). Reads manifest.json, summary.csv and samples/ only.")
+                       "scores with 95% intervals (method named) and n, skipped samples with reasons, and PNG plots "
+                       "(score vs length per group, one needle heatmap figure). Reads manifest.json, summary.csv, "
+                       "samples/ and analysis/ only; the same numbers as DataFrames: posbench.results.load.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to merge (must not overlap)")
     p.add_argument("--baseline", metavar="LABEL",
                    help="model the deltas are against (default: the first rope model, else the first model)")
-    p.add_argument("--format", default="md", metavar="md,csv,tex",
+    p.add_argument("--format", default="md", metavar="md,csv,tex,html",
                    help=f"comma-separated output formats out of {','.join(FORMATS)} (default: md)")
     p.add_argument("--out", metavar="DIR", help="where to write (default: the first RUN_DIR)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

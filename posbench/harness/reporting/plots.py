@@ -1,9 +1,6 @@
-"""Report plots (matplotlib, Agg): score against context length per task group, and needle heatmaps per model.
-
-Every plot takes its numbers from posbench.harness.reporting.report (which reads result files only); a scheme keeps
-one colour in
-every plot, and models sharing a scheme differ by marker and line style.
-"""
+"""Report plots (matplotlib, Agg) from the results frames: score vs context length per distinct table column, and one
+needle heatmap figure (a panel per model and needle task, depth x length, one colour scale). A scheme keeps one colour
+in every plot; models sharing a scheme differ by marker and line style."""
 from pathlib import Path
 
 import matplotlib
@@ -11,9 +8,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from posbench.harness.evaluation.results import safe_name  # noqa: E402
-from posbench.harness.reporting.report import AVG, length_name  # noqa: E402
+from posbench.harness.reporting.frames import length_key, length_name  # noqa: E402
+from posbench.harness.reporting.tables import columns, group_scores, n_range  # noqa: E402
 
 SCHEME_COLORS = {"rope": "#1f77b4", "nope": "#ff7f0e", "hybrid": "#2ca02c", "repo": "#d62728"}
 _SPARE = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -21,57 +20,46 @@ _MARKERS = ["o", "s", "^", "D", "v", "P"]
 _STYLES = ["-", "--", ":", "-."]
 
 
-def scheme_colors(schemes) -> dict:
-    """A fixed colour for the known schemes; others take spare colours in name order (stable across plots)."""
-    colors = dict(SCHEME_COLORS)
-    for i, s in enumerate(sorted(set(schemes) - set(colors))):
-        colors[s] = _SPARE[i % len(_SPARE)]
-    return colors
+def model_styles(models: pd.DataFrame) -> dict:
+    """{model: (colour, marker, line style)}: known schemes have fixed colours, others spare ones in name order."""
+    spare = sorted(set(models["scheme"]) - set(SCHEME_COLORS))
+    colors = {**SCHEME_COLORS, **{s: _SPARE[i % len(_SPARE)] for i, s in enumerate(spare)}}
+    nth = models.groupby("scheme").cumcount()                  # models sharing a scheme: 0, 1, 2, ...
+    return {m: (colors[s], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
+            for m, s, k in zip(models["model"], models["scheme"], nth)}
 
 
-def _model_styles(report) -> dict:
-    """{model: (colour, marker, line style)}."""
-    colors = scheme_colors(m.scheme for m in report.models.values())
-    seen, out = {}, {}
-    for m in report.models.values():
-        k = seen[m.scheme] = seen.get(m.scheme, -1) + 1
-        out[m.label] = (colors[m.scheme], _MARKERS[k % len(_MARKERS)], _STYLES[k % len(_STYLES)])
-    return out
-
-
-def plot_group(report, group, members, path, styles) -> bool:
-    """Score against context length for one group (or one task); False when there is nothing to draw."""
-    series = report.series(members)
-    if not series:
+def plot_column(res, name, members, lengths, path, styles) -> bool:
+    """Score against context length for one table column; 95% interval bars when it is a single task."""
+    here = res.cells[res.cells["length"].isin(lengths) & res.cells["task"].isin(members)]
+    values = pd.DataFrame({x: s[name] for x in lengths if name in (s := group_scores(res, x))}).dropna(how="all")
+    if values.empty:
         return False
+    one = len(members) == 1
+    bars = {k: here.pivot(index="model", columns="length", values=k).reindex_like(values) if one else None
+            for k in ("ci_low", "ci_high")}
+    schemes = res.models.set_index("model")["scheme"]
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    lengths = sorted({x for pts in series.values() for x, *_ in pts})
-    for k, (model, pts) in enumerate(series.items()):
+    for k, model in enumerate(values.index):
+        row = values.loc[model].dropna()
+        err = np.clip([row - bars["ci_low"].loc[model, row.index], bars["ci_high"].loc[model, row.index] - row], 0,
+                      None) if one else None
         color, marker, style = styles[model]
-        dodge = 2 ** (0.025 * (k - (len(series) - 1) / 2))   # side by side, so error bars do not hide each other
-        xs = [p[0] * dodge for p in pts]
-        ys = [p[1] for p in pts]
-        label = f"{model} ({report.models[model].scheme})"
-        if all(p[2] is not None and p[3] is not None for p in pts):
-            err = np.array([[max(0.0, p[1] - p[2]) for p in pts], [max(0.0, p[3] - p[1]) for p in pts]])
-            ax.errorbar(xs, ys, yerr=err, color=color, marker=marker, linestyle=style, capsize=3, label=label)
-        else:
-            ax.plot(xs, ys, color=color, marker=marker, linestyle=style, label=label)
+        dodge = 2 ** (0.025 * (k - (len(values) - 1) / 2))   # side by side, so error bars do not hide each other
+        ax.errorbar(row.index.astype(int) * dodge, row, yerr=err, color=color, marker=marker, linestyle=style,
+                    capsize=3, label=f"{model} ({schemes[model]})")
+    ticks = [int(x) for x in lengths]
     ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths, [length_name(str(x)) for x in lengths])
+    ax.set_xticks(ticks, [length_name(x) for x in lengths])
     ax.minorticks_off()
-    if len(lengths) == 1:
-        ax.set_xlim(lengths[0] / 1.5, lengths[0] * 1.5)
+    ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
     ax.set_ylim(-2, 102)
-    ax.set_xlabel("context length (tokens)")
-    metrics = ", ".join(sorted({report.tasks[t].metric for t in members}))
-    ax.set_ylabel("score (0–100)")
-    cells = [c for c in report.cells.values() if c.task in members and c.length.isdigit()]
-    what = (f"task {members[0]}: {metrics}, bars = 95% bootstrap CI" if len(members) == 1
+    ax.set(xlabel="context length (tokens)", ylabel="score (0–100)")
+    metrics = ", ".join(sorted(set(here["metric"])))
+    what = (f"task {members[0]}: {metrics}, bars = 95% interval" if one
             else f"unweighted mean of {len(members)} tasks ({metrics})")
-    title = "all tasks (avg)" if group == AVG else group
-    ax.set_title(f"{title}: score vs context length\n{what}\nn = {report.n_range(cells)} samples scored per "
-                 f"model·task·length", fontsize=9)
+    ax.set_title(f"{name}: score vs context length\n{what}\nn = {n_range(here)} samples scored per "
+                 "model·task·length", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -80,52 +68,63 @@ def plot_group(report, group, members, path, styles) -> bool:
     return True
 
 
-def plot_needle_heatmap(report, model, grid, path):
-    """Depth bins (rows) x context length (columns), colour = mean score of the needle tasks' primary metric."""
-    mean = np.array([[np.nan if v is None else v for v in row] for row in grid["mean"]], dtype=float)
-    n = np.array(grid["n"])
-    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(grid["lengths"]), 1.8 + 0.42 * len(grid["bins"])))
+def needle_frame(res) -> pd.DataFrame:
+    """One row per (scored sample, queried needle) of the needle tasks at numeric lengths: model, task, length,
+    depth, score and its depth bin: the depth itself when there are at most 11 distinct depths, else 10% bins."""
+    s = res.samples[res.samples["length"].str.isdigit() & res.samples["score"].notna()
+                    & (res.samples["depths"].map(len) > 0)]
+    s = s.explode("depths").rename(columns={"depths": "depth"})[["model", "task", "length", "depth", "score"]]
+    s["depth"] = s["depth"].astype(float)
+    exact = s["depth"].nunique() <= 11
+    s["bin"] = s["depth"] if exact else (s["depth"] // 10).clip(upper=9) * 10
+    return s.assign(label=s["bin"].map(lambda b: f"{b:g}%" if exact else f"{b:g}–{b + 10:g}%"))
+
+
+def plot_needle_heatmaps(res, needles, path):
+    tasks = [t for t in res.tasks["task"] if t in set(needles["task"])]
+    models = [m for m in res.models["model"] if m in set(needles["model"])]
+    lengths = sorted(needles["length"].unique(), key=length_key)
+    bins = needles.drop_duplicates("bin").sort_values("bin")
+    labels = bins["label"].tolist()
+    means = needles.groupby(["task", "model", "bin", "length"])["score"].mean()
+    fig, axes = plt.subplots(len(tasks), len(models), squeeze=False, sharex=True, sharey=True, layout="constrained",
+                             figsize=(1.2 + 0.55 * len(lengths) * len(models), 0.8 + 0.3 * len(labels) * len(tasks)))
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d0d0d0")
-    im = ax.imshow(np.ma.masked_invalid(mean), cmap=cmap, vmin=0, vmax=100, aspect="auto")
-    for i in range(mean.shape[0]):
-        for j in range(mean.shape[1]):
-            text = "—" if np.isnan(mean[i, j]) else f"{mean[i, j]:.0f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(grid["lengths"])), [length_name(x) for x in grid["lengths"]])
-    ax.set_yticks(range(len(grid["bins"])), grid["bins"])
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth (% of context)")
-    filled = n[n > 0]
-    count = f"{filled.min()}–{filled.max()}" if filled.size and filled.min() != filled.max() else str(
-        filled.max() if filled.size else 0)
-    ax.set_title(f"{model} ({report.models[model].scheme}): needle retrieval\nmean {grid['metric']} over "
-                 f"{len(grid['tasks'])} needle task{'s' if len(grid['tasks']) > 1 else ''}; n = {count} per cell",
-                 fontsize=9)
-    fig.colorbar(im, ax=ax, label="score (0–100)")
-    fig.tight_layout()
+    for i, task in enumerate(tasks):
+        for j, model in enumerate(models):
+            grid = np.array([[means.get((task, model, b, x), np.nan) for x in lengths] for b in bins["bin"]])
+            ax = axes[i, j]
+            im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+            ax.set_xticks(range(len(lengths)), [length_name(x) for x in lengths], fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            if i == 0:
+                ax.set_title(model, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{task}\ndepth", fontsize=8)
+    fig.colorbar(im, ax=axes, label="score (0–100)", shrink=0.8)
+    fig.suptitle("needle retrieval: mean score by needle depth (rows) and context length (columns)", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_plots(report, out_dir) -> dict:
+def write_plots(res, out_dir) -> dict:
     """Write every plot under out_dir; returns {title: path} in report order."""
-    from posbench.harness.reporting.report import needle_grids
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    styles = _model_styles(report)
-    numeric = [x for x in report.lengths if x.isdigit()]
-    groups = {}
-    for length in numeric:
-        for g, members in report.columns(length).items():
-            groups.setdefault(g, [])
-            groups[g] += [t for t in members if t not in groups[g]]
+    styles = model_styles(res.models)
+    lengths = [x for x in res.lengths if x.isdigit()]
+    plots = {}                                    # column name -> members over every numeric length
+    for length in lengths:
+        for name, members in columns(res, length).items():
+            plots[name] = list(dict.fromkeys(plots.get(name, []) + members))
     written = {}
-    for g, members in groups.items():
-        path = out_dir / f"score_vs_length_{safe_name(g)}.png"
-        if plot_group(report, g, members, path, styles):
-            written[f"{'all tasks (avg)' if g == AVG else g}: score vs context length"] = path
-    for model, grid in needle_grids(report).items():
-        path = out_dir / f"needle_heatmap_{safe_name(model)}.png"
-        plot_needle_heatmap(report, model, grid, path)
-        written[f"{model}: needle heatmap (depth × length)"] = path
+    for name, members in plots.items():
+        path = out_dir / f"score_vs_length_{safe_name(name.split(' = ')[0])}.png"
+        if plot_column(res, name, members, lengths, path, styles):
+            written[f"{name}: score vs context length"] = path
+    needles = needle_frame(res)
+    if len(needles):
+        path = out_dir / "needle_heatmaps.png"
+        plot_needle_heatmaps(res, needles, path)
+        written["needle heatmaps (depth × length, a panel per model and task)"] = path
     return written

@@ -37,7 +37,7 @@ def generate(*args):
 
 def test_generate_writes_one_json_line_per_sample(tmp_path, capsys):
     out = tmp_path / "s.jsonl"
-    assert generate("niah_single_1", "--length", "2048", "--samples", "3", "--out", str(out)) == 0
+    assert generate("niah_single_1", "--length", "2048", "--samples", "3", "--sampling", "fill", "--out", str(out)) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2] and {r["length"] for r in rows} == {2048}
     for r in rows:
@@ -47,9 +47,9 @@ def test_generate_writes_one_json_line_per_sample(tmp_path, capsys):
     assert "niah_single_1 length=2048: 3 samples, prompt tokens min/mean/max" in err and "fill 0.9" in err
     # Same request, same bytes; stdout gets the same lines.
     again = tmp_path / "again.jsonl"
-    generate("niah_single_1", "--length", "2048", "--samples", "3", "--out", str(again))
+    generate("niah_single_1", "--length", "2048", "--samples", "3", "--sampling", "fill", "--out", str(again))
     assert again.read_bytes() == out.read_bytes()
-    generate("niah_single_1", "--length", "2048", "--samples", "3")
+    generate("niah_single_1", "--length", "2048", "--samples", "3", "--sampling", "fill")
     assert capsys.readouterr().out == out.read_text()
 
 

@@ -34,6 +34,7 @@ def test_good_sweep_and_per_length_scheme():
     ({"batch_size": "big"}, "'batch_size' must be 'auto'"),
     ({"beyond_max_positions": "maybe"}, "beyond_max_positions"),
     ({"tasks": []}, "'tasks' must be a non-empty list"),
+    ({"sampling": "exact"}, "'sampling' must be official or fill"),
 ])
 def test_bad_sweeps_name_the_key(change, message):
     raw = dict(GOOD)

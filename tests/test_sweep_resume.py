@@ -62,6 +62,12 @@ def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path)
     assert (killed / "summary.csv").read_text() == (straight / "summary.csv").read_text()
     manifest = json.loads((killed / "manifest.json").read_text())
     assert len(manifest["resumed"]) == 1 and manifest["finished"]
+    # Which RULER sampling ran: per task in the manifest, per sample in the records (RULER's default: official).
+    assert [(t["name"], t["sampling"]) for t in manifest["tasks"]] == [("niah_single_1", "official"),
+                                                                       ("niah_multikey_2", "official")]
+    assert {r["metadata"]["sampling"] for r in records} == {"official"}
+    # Resuming with the other sampling would mix two kinds of samples in one run: refused.
+    assert main(["sweep", str(sweep_file), "--out", str(killed), "--no-progress", "--sampling", "fill"]) == 2
     assert [m["layer_schemes"] for m in manifest["models"]] == [["rope"] * 4, ["rope", "rope", "repo", "repo"]]
 
     # Every scheme saw the same prompts at every length.
@@ -89,6 +95,7 @@ def test_bad_sweeps_fail_before_compute(sweep_file, tmp_path, capsys):
                        "unknown parameter 'factr'"),
         "too_long": ({"lengths": [100000], "beyond_max_positions": "refuse"}, "beyond its 32768 positions"),
         "too_short": ({"lengths": [200]}, "too small"),
+        "bad_sampling": ({"sampling": "exact"}, "'sampling' must be official or fill"),
     }
     for name, (change, message) in cases.items():
         bad = dict(raw, **change)

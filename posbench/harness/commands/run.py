@@ -18,6 +18,10 @@ def _common(p):
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the sweep's, else auto")
     p.add_argument("--batch-size", metavar="auto|N", help="default: auto (largest that fits, halved on OOM)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per finished cell)")
+    p.add_argument("--sampling", choices=["official", "fill"],
+                   help="RULER tasks: official (NVIDIA/RULER's own draws and sizes, the default) or fill (every "
+                   "sample filled to the budget, the same content at every length); other tasks have one way. "
+                   "Default: the sweep's `sampling`, else each task's")
 
 
 def register(sub):
@@ -53,6 +57,8 @@ def _finish(sweep, args):
 
     if args.device:
         sweep.device = args.device
+    if args.sampling:
+        sweep.sampling = args.sampling
     if args.batch_size:
         sweep.batch_size = "auto" if args.batch_size == "auto" else int(args.batch_size)
     root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress)

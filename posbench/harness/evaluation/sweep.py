@@ -20,6 +20,7 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     include_paths: []                      # extra task folders
     data_root: null                        # default ../shared/data
     data: {}                               # NAME: PATH for ${NAME} in task files
+    sampling: null                         # RULER tasks: official (NVIDIA/RULER's samples) | fill; null = each task's
 """
 import dataclasses
 from pathlib import Path
@@ -60,6 +61,7 @@ class Sweep:
     include_paths: list = dataclasses.field(default_factory=list)
     data_root: str = None
     data: dict = dataclasses.field(default_factory=dict)
+    sampling: str = None               # RULER tasks: "official" or "fill"; None = each task's own (sampling_mode)
     name: str = ""
     source: str = ""
 
@@ -163,6 +165,8 @@ def parse_sweep(raw, where: str) -> Sweep:
         raise SweepError(f"{where}: key 'samples' must be a positive int, got {sweep.samples!r}")
     if not (sweep.batch_size == "auto" or (isinstance(sweep.batch_size, int) and sweep.batch_size > 0)):
         raise SweepError(f"{where}: key 'batch_size' must be 'auto' or a positive int, got {sweep.batch_size!r}")
+    if sweep.sampling not in (None, "official", "fill"):
+        raise SweepError(f"{where}: key 'sampling' must be official or fill, got {sweep.sampling!r}")
     if not isinstance(sweep.seed, int):
         raise SweepError(f"{where}: key 'seed' must be an int, got {sweep.seed!r}")
     return sweep

@@ -72,6 +72,8 @@ def test_official_samples_equal_rulers_files(registry, tokenizer, data_paths, le
                             data_paths=data_paths)
     for sample, line in zip(samples, expected):
         assert sample.metadata["sampling"] == "official"
+        for needle in sample.metadata.get("needles", []):       # niah: what the report's depth heatmap reads
+            assert f"for {needle['key']} is: {needle['value']}." in sample.prompt and 0 <= needle["depth"] <= 100
         mine = ruler_line(sample)
         if mine != line:      # name the first field that differs, not a 40K-character diff
             got, want = json.loads(mine), json.loads(line)
@@ -107,3 +109,9 @@ def test_too_small_length_is_a_clear_error(registry, tokenizer):
     from posbench.tasks import TaskError
     with pytest.raises(TaskError, match="niah_single_1: length 160 is too small"):
         build_samples(registry.get("niah_single_1"), tokenizer, length=160, num_samples=1)
+
+
+def test_format_ruler_refuses_tasks_that_are_not_rulers(capsys):
+    assert main(["generate", "longbench_dureader", "--tokenizer", str(TOKENIZER), "--format", "ruler"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --format ruler: RULER records need RULER tasks; not RULER: longbench_dureader" in err

@@ -100,17 +100,20 @@ def niah(ctx, *, type_haystack: str = "essay", type_needle_k: str = "words", typ
     rs = Stream(ctx.seed).py
 
     def draw(n):
-        keys, values, needles = [], [], []
+        keys, values, placed = [], [], []          # placed: (needle text, key, value), shuffled like RULER's texts
         for _ in range(num_needle_k):
             keys.append(random_value(rs, type_needle_k))
             values.append([])
             for _ in range(num_needle_v):
                 values[-1].append(random_value(rs, type_needle_v))
-                needles.append(NEEDLE.format(type_needle_v=type_needle_v, key=keys[-1], value=values[-1][-1]))
-        random.Random(ctx.seed).shuffle(needles)
+                placed.append((NEEDLE.format(type_needle_v=type_needle_v, key=keys[-1], value=values[-1][-1]),
+                               keys[-1], values[-1][-1]))
+        random.Random(ctx.seed).shuffle(placed)   # the permutation depends on the count only, not on the items
+        needles = [p[0] for p in placed]
         if essay:
             sents = essays.sentences(essay_dir, nltk_data, n)
-            cuts = [0] + sorted(int(len(sents) * (d / 100)) for d in rs.sample(DEPTHS, len(needles))) + [len(sents)]
+            depths = sorted(rs.sample(DEPTHS, len(needles)))   # the sorted cuts pair with the needles in order
+            cuts = [0] + sorted(int(len(sents) * (d / 100)) for d in depths) + [len(sents)]
             parts = []
             for i in range(1, len(cuts)):
                 parts.append(" ".join(sents[cuts[i - 1]:cuts[i]]))
@@ -123,28 +126,32 @@ def niah(ctx, *, type_haystack: str = "essay", type_needle_k: str = "words", typ
             else:   # every line a distractor needle: key drawn before value
                 lines = [NEEDLE.format(type_needle_v=type_needle_v, key=random_value(rs, type_needle_k),
                                        value=random_value(rs, type_needle_v)) for _ in range(n)]
-            for at, needle in zip(sorted(rs.sample(range(n), len(needles)), reverse=True), needles):
-                lines.insert(at, needle)
+            at = sorted(rs.sample(range(n), len(needles)), reverse=True)
+            for line, needle in zip(at, needles):
+                lines.insert(line, needle)
             context = "\n".join(lines)
+            depths = [round(100 * line / n, 2) for line in at]
         picked = rs.sample(range(num_needle_k), num_needle_q)
         queries = [keys[i] for i in picked]
         query = ", ".join(queries[:-1]) + ", and " + queries[-1] if len(queries) > 1 else queries[0]
         fields = {"type_needle_v": shown_type, "context": context, "query": query}
-        return ctx.render(fields), (fields, [a for i in picked for a in values[i]])
+        where = {"needles": [{"key": k, "value": v, "depth": d} for (_, k, v), d in zip(placed, depths)],
+                 "queries": queries}                       # for the report's depth heatmap
+        return ctx.render(fields), (fields, [a for i in picked for a in values[i]], where)
 
     inc = 500 if essay else (5 if ctx.length < 4096 else 25)
     per_unit = ctx.count_tokens(draw(inc)[0]) / inc
     size = search(ctx, lambda n: draw(n)[0], inc, max(int(ctx.length / per_unit * 3), inc * 2), budget)
     drafts = []
     for _ in range(ctx.num_samples):
-        prompt, (fields, answers), tokens, used = fit_sample(ctx, draw, size, inc, budget)
+        prompt, (fields, answers, where), tokens, used = fit_sample(ctx, draw, size, inc, budget)
         text = prompt[:len(prompt) - len(ctx.answer_prefix(fields))]
         first = text.find(answers[0])      # RULER's record: `index` is this character position (its quirk)
         ruler = record(tokens, new_tokens, first,
                        token_position_answer=ctx.count_tokens(text[:first]))
         drafts.append(SampleDraft(fields=fields, answers=answers, token_count=tokens, metadata={
             "haystack": type_haystack, "haystack_size": used, "searched_size": size,
-            "haystack_unit": "words" if essay else "lines", "ruler": ruler}))
+            "haystack_unit": "words" if essay else "lines", **where, "ruler": ruler}))
     return drafts
 
 

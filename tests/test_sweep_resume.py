@@ -36,7 +36,7 @@ def sample_records(run: Path) -> list:
     return [json.loads(line) for p in sorted(run.glob("samples/*/*/*.jsonl")) for line in p.read_text().splitlines()]
 
 
-def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path):
+def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path, capsys):
     straight = tmp_path / "straight"
     assert main(["sweep", str(sweep_file), "--out", str(straight), "--no-progress"]) == 0
 
@@ -67,7 +67,16 @@ def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path)
                                                                        ("niah_multikey_2", "official")]
     assert {r["metadata"]["sampling"] for r in records} == {"official"}
     # Resuming with the other sampling would mix two kinds of samples in one run: refused.
+    capsys.readouterr()
     assert main(["sweep", str(sweep_file), "--out", str(killed), "--no-progress", "--sampling", "fill"]) == 2
+    assert "holds task niah_single_1 drawn with official sampling" in capsys.readouterr().err
+    # A run written before sampling was recorded drew RULER with fill: the new default (official) must not resume it.
+    old = json.loads((straight / "manifest.json").read_text())
+    for task in old["tasks"]:
+        del task["sampling"]
+    (straight / "manifest.json").write_text(json.dumps(old))
+    assert main(["sweep", str(sweep_file), "--out", str(straight), "--no-progress"]) == 2
+    assert "drawn with fill sampling, this run would draw official; pass --sampling fill" in capsys.readouterr().err
     assert [m["layer_schemes"] for m in manifest["models"]] == [["rope"] * 4, ["rope", "rope", "repo", "repo"]]
 
     # Every scheme saw the same prompts at every length.

@@ -33,8 +33,7 @@ def _config_fingerprint(sweep: Sweep) -> str:
     keys.pop("batch_size", None)   # scheduling knobs may change between resumes
     keys.pop("device", None)
     keys.pop("source", None)
-    if keys.get("sampling") is None:   # each task's own sampling: the fingerprint of runs made before the key existed
-        keys.pop("sampling", None)
+    keys.pop("sampling", None)     # checked per task against the manifest instead (open_run), old runs included
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -115,6 +114,7 @@ def open_run(sweep: Sweep, out_dir, specs, warnings, device, fresh=False) -> tup
                 raise SweepError(f"{run.root} holds task {spec.name} drawn with {before} sampling, this run would "
                                  f"draw {sampling_mode(spec, sweep.sampling)}; pass --sampling {before} to resume "
                                  f"it, or choose another --out, or pass --fresh to start it again")
+            task["sampling"] = before
         old["resumed"].append({"at": manifest_info.now(), **manifest_info.git_commit(),
                                "device": manifest_info.device_info(device)})
         old["finished"] = None

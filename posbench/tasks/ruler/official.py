@@ -28,7 +28,7 @@ from posbench.tasks.ruler.variable_tracking import heap_shuffle
 from posbench.tasks.schema import SampleDraft
 
 # At the smallest haystack RULER redraws until a sample fits (forever if none does); we give up after this many.
-FLOOR_RETRIES = 1000
+FLOOR_RETRIES = 100
 
 
 class Stream:
@@ -58,13 +58,16 @@ def search(ctx, probe, inc: int, upper: int, budget: int, extra: int = 0) -> int
 def fit_sample(ctx, draw, size: int, inc: int, budget: int):
     """RULER's per-sample loop: draw at `size`; while the prompt overflows, shrink by inc (while size > inc) and
     redraw. draw(n) -> (prompt, payload). Returns (prompt, payload, tokens, size used)."""
-    for _ in range(FLOOR_RETRIES):
+    floor_tries = 0
+    while floor_tries < FLOOR_RETRIES:
         prompt, payload = draw(size)
         tokens = ctx.count_tokens(prompt)
         if tokens <= budget:
             return prompt, payload, tokens, size
         if size > inc:
             size -= inc
+        else:
+            floor_tries += 1
     raise TaskError(f"task {ctx.task}: length {ctx.length} is too small: no sample fits the budget of {budget} "
                     f"tokens at the smallest haystack ({size}); RULER would retry forever")
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""RULER acceptance check: `eval.py generate` for the 13 RULER tasks at 4K/8K/16K with the OLMo-2 tokenizer.
+"""RULER acceptance check: `eval.py generate --sampling fill` for the 13 RULER tasks at 4K/8K/16K with the OLMo-2
+tokenizer (official sampling is checked against RULER's own files by tests/test_ruler_official.py).
 
 Every sample must satisfy prompt tokens + max new tokens <= L, and >= 0.9 L for the haystack tasks. qa_1/qa_2 run
 on stand-in SQuAD v2.0 / HotpotQA files in the official formats, built here from the essay haystack (large enough to
@@ -62,8 +63,8 @@ def main():
     failures, rows = [], []
     for task in TASKS:
         out = folder / f"{task}.jsonl"
-        cmd = [sys.executable, "eval.py", "generate", task, "--tokenizer", str(TOKENIZER), "--samples",
-               str(args.samples), "--out", str(out), "--data", f"squad={folder / 'dev-v2.0.json'}",
+        cmd = [sys.executable, "eval.py", "generate", task, "--sampling", "fill", "--tokenizer", str(TOKENIZER),
+               "--samples", str(args.samples), "--out", str(out), "--data", f"squad={folder / 'dev-v2.0.json'}",
                "--data", f"hotpotqa={folder / 'hotpot_dev_distractor_v1.json'}"]
         for length in LENGTHS:
             cmd += ["--length", str(length)]

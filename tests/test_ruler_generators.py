@@ -61,6 +61,8 @@ def registry():
 
 
 def build(registry, tokenizer, task, length, n=1, **kw):
+    """Fill sampling: these tests check the per-sample generators (tests/test_ruler_official.py checks official)."""
+    kw.setdefault("sampling", "fill")
     return build_samples(registry.get(task), tokenizer, length=length, num_samples=n, data_paths=PATHS, **kw)
 
 
@@ -317,7 +319,8 @@ def test_same_seed_same_bytes_and_indices_differ(registry, tokenizer):
         a = [s.to_json() for s in build(registry, tokenizer, task, 2048, n=2)]
         b = [s.to_json() for s in build(registry, tokenizer, task, 2048, n=2)]
         assert a == b and a[0] != a[1]
-        alone = build_samples(registry.get(task), tokenizer, length=2048, indices=[1], data_paths=PATHS)[0]
+        alone = build_samples(registry.get(task), tokenizer, length=2048, indices=[1], data_paths=PATHS,
+                              sampling="fill")[0]
         assert alone.to_json() == a[1]                           # a sample does not depend on the others
         assert build(registry, tokenizer, task, 2048, seed=7)[0].to_json() != a[0]
 
@@ -382,5 +385,5 @@ def test_missing_essays_or_punkt_data_name_the_folder(registry, tokenizer, tmp_p
         build_samples(spec, tokenizer, length=2048, num_samples=1, data_paths={"data": str(tmp_path)})
     (tmp_path / "haystack" / "pg_essays").mkdir(parents=True)
     (tmp_path / "haystack" / "pg_essays" / "a.txt").write_text("An essay. " * 50)
-    with pytest.raises(MissingData, match="nltk punkt_tab data not found.*never downloads"):
+    with pytest.raises(MissingData, match="punkt_tab data not found.*`python eval.py data download punkt_tab`"):
         build_samples(spec, tokenizer, length=2048, num_samples=1, data_paths={"data": str(tmp_path)})

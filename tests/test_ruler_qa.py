@@ -16,6 +16,11 @@ TOKENIZER = str(SHARED / "tokenizers" / "olmo2_dolma2_tokenizer.json")
 WORDS = "river stone lantern maple harbor copper meadow violet signal canyon".split()
 
 
+def build(spec, tokenizer, **kw):
+    """Fill sampling: these tests check the per-sample generator (test_ruler_official.py checks official)."""
+    return build_samples(spec, tokenizer, sampling="fill", **kw)
+
+
 def paragraph(a, p):
     """A distinct ~40-token paragraph that names its own answer."""
     filler = " ".join(WORDS[(a * 7 + p + i) % len(WORDS)] for i in range(18))
@@ -69,7 +74,7 @@ def registry():
 def test_squad_sample_i_asks_answerable_question_i_among_its_article(registry, tokenizer, tmp_path):
     squad = write_squad(tmp_path / "dev-v2.0.json")
     spec = registry.get("qa_1")
-    samples = build_samples(spec, tokenizer, length=1024, num_samples=3, data_paths={"squad": str(squad)})
+    samples = build(spec, tokenizer, length=1024, num_samples=3, data_paths={"squad": str(squad)})
     for i, s in enumerate(samples):
         a, p = divmod(i, 10)     # answerable questions in file order; the impossible ones are skipped
         assert s.prompt.endswith(f"\n\nQuestion: Who keeps record {a}.{p}? Answer:")
@@ -88,7 +93,7 @@ def test_squad_sample_i_asks_answerable_question_i_among_its_article(registry, t
 
 def test_hotpot_all_ten_paragraphs_are_the_questions_own(registry, tokenizer, tmp_path):
     hotpot = write_hotpot(tmp_path / "hotpot.json")
-    s = build_samples(registry.get("qa_2"), tokenizer, length=1024, num_samples=2,
+    s = build(registry.get("qa_2"), tokenizer, length=1024, num_samples=2,
                       data_paths={"hotpotqa": str(hotpot)})[1]
     assert s.answers == ["Title 1-3"] and s.prompt.endswith("Question: Where does Keeper1x3 live? Answer:")
     assert len(s.metadata["gold_documents"]) == 10
@@ -101,8 +106,8 @@ def test_hotpot_all_ten_paragraphs_are_the_questions_own(registry, tokenizer, tm
 def test_same_question_same_documents_at_every_call(registry, tokenizer, tmp_path):
     squad = write_squad(tmp_path / "dev-v2.0.json")
     paths = {"squad": str(tmp_path)}           # a folder holding the official file name works too
-    a = build_samples(registry.get("qa_1"), tokenizer, length=1024, num_samples=2, data_paths=paths)
-    b = build_samples(registry.get("qa_1"), tokenizer, length=1024, indices=[1], data_paths=paths)
+    a = build(registry.get("qa_1"), tokenizer, length=1024, num_samples=2, data_paths=paths)
+    b = build(registry.get("qa_1"), tokenizer, length=1024, indices=[1], data_paths=paths)
     assert a[1].to_json() == b[0].to_json() and squad.exists()
 
 
@@ -110,7 +115,7 @@ def test_missing_file_is_a_skip_with_the_flag_to_pass(registry, tokenizer, tmp_p
     spec = registry.get("qa_1")
     with pytest.raises(MissingData, match=rf"SQuAD v2.0 dev file not found at {tmp_path}/squad.*--data squad=PATH.*"
                                           r"eval.py data download squad"):
-        build_samples(spec, tokenizer, length=1024, num_samples=1, data_paths={"data": str(tmp_path)})
+        build(spec, tokenizer, length=1024, num_samples=1, data_paths={"data": str(tmp_path)})
 
 
 def test_bad_file_and_too_many_samples_are_clear_errors(registry, tokenizer, tmp_path):
@@ -118,10 +123,10 @@ def test_bad_file_and_too_many_samples_are_clear_errors(registry, tokenizer, tmp
     bad.write_text(json.dumps({"version": "v2.0", "data": [{"title": "x", "paras": []}]}))
     message = rf"{bad}: not in the official SQuAD v2.0 dev format \(missing key 'paragraphs'\)"
     with pytest.raises(TaskError, match=message):
-        build_samples(registry.get("qa_1"), tokenizer, length=1024, num_samples=1, data_paths={"squad": str(bad)})
+        build(registry.get("qa_1"), tokenizer, length=1024, num_samples=1, data_paths={"squad": str(bad)})
     squad = write_squad(tmp_path / "small.json", articles=2)
     with pytest.raises(TaskError, match="sample 20 asks question 20, but .* has only 20 answerable questions"):
-        build_samples(registry.get("qa_1"), tokenizer, length=1024, indices=[20], data_paths={"squad": str(squad)})
+        build(registry.get("qa_1"), tokenizer, length=1024, indices=[20], data_paths={"squad": str(squad)})
 
 
 def test_generate_skips_qa_without_data_and_runs_with_it(tmp_path, capsys):

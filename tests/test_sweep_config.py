@@ -55,6 +55,7 @@ def test_good_sweep_and_per_length_scheme():
     ({"data": ["x"]}, "'data' must be a mapping"),
     ({"data": {"x": 1}}, "'data.x' must be a string"),
     ({"data_root": 5}, "'data_root' must be a string or null, got 5"),
+    ({"sampling": "exact"}, "'sampling' must be"),
 ])
 def test_bad_sweeps_name_the_key(change, message):
     raw = dict(GOOD)

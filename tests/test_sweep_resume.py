@@ -39,7 +39,7 @@ def sample_records(run: Path) -> list:
     return [json.loads(line) for p in sorted(run.glob("samples/*/*/*.jsonl")) for line in p.read_text().splitlines()]
 
 
-def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path):
+def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path, capsys):
     straight = tmp_path / "straight"
     assert main(["sweep", str(sweep_file), "--out", str(straight), "--no-progress"]) == 0
 
@@ -65,6 +65,21 @@ def test_killed_sweep_resumes_to_the_uninterrupted_summary(sweep_file, tmp_path)
     assert (killed / "summary.csv").read_text() == (straight / "summary.csv").read_text()
     manifest = json.loads((killed / "manifest.json").read_text())
     assert len(manifest["resumed"]) == 1 and manifest["finished"]
+    # Which RULER sampling ran: per task in the manifest, per sample in the records (RULER's default: official).
+    assert [(t["name"], t["sampling"]) for t in manifest["tasks"]] == [("niah_single_1", "official"),
+                                                                       ("niah_multikey_2", "official")]
+    assert {r["metadata"]["sampling"] for r in records} == {"official"}
+    # Resuming with the other sampling would mix two kinds of samples in one run: refused.
+    capsys.readouterr()
+    assert main(["sweep", str(sweep_file), "--out", str(killed), "--no-progress", "--sampling", "fill"]) == 2
+    assert "holds task niah_single_1 drawn with official sampling" in capsys.readouterr().err
+    # A run written before sampling was recorded drew RULER with fill: the new default (official) must not resume it.
+    old = json.loads((straight / "manifest.json").read_text())
+    for task in old["tasks"]:
+        del task["sampling"]
+    (straight / "manifest.json").write_text(json.dumps(old))
+    assert main(["sweep", str(sweep_file), "--out", str(straight), "--no-progress"]) == 2
+    assert "drawn with fill sampling, this run would draw official; pass --sampling fill" in capsys.readouterr().err
     assert [m["layer_schemes"] for m in manifest["models"]] == [["rope"] * 4, ["rope", "rope", "repo", "repo"]]
 
     # Every scheme saw the same prompts at every length.
@@ -92,6 +107,7 @@ def test_bad_sweeps_fail_before_compute(sweep_file, tmp_path, capsys):
                        "unknown parameter 'factr'"),
         "too_long": ({"lengths": [100000], "beyond_max_positions": "refuse"}, "beyond its 32768 positions"),
         "too_short": ({"lengths": [200]}, "too small"),
+        "bad_sampling": ({"sampling": "exact"}, "'sampling' must be one of official, fill or null"),
     }
     for name, (change, message) in cases.items():
         bad = dict(raw, **change)

@@ -107,6 +107,9 @@ def test_sample_rng_depends_on_seed_task_and_index():
     ("num_samples: many\n", "key 'num_samples' must be an integer"),
     ("num_samples: true\n", "key 'num_samples' must be an integer"),
     ("output_type: essay\n", "key 'output_type' must be one of"),
+    ("sampling: exact\n", "key 'sampling' must be one of official, fill"),
+    # only generators with an official sampler (RULER's) have a choice of sampling
+    ("sampling: official\n", "key 'sampling' needs a generator with an official sampler"),
 ])
 def test_bad_top_level_keys_name_file_and_key(tmp_path, mutation, message):
     p = write(tmp_path, GOOD + mutation)

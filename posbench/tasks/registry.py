@@ -12,6 +12,7 @@ from pathlib import Path
 from posbench.tasks.errors import TaskError
 
 GENERATORS: dict = {}
+OFFICIAL_SAMPLERS: dict = {}
 LOADERS: dict = {}
 METRICS: dict = {}
 FILTERS: dict = {}
@@ -36,6 +37,13 @@ def _register(table: dict, kind: str, name: str, fn=None):
 def register_generator(name):
     """Register `fn(ctx: SampleContext, **params) -> SampleDraft` under `name`."""
     return _register(GENERATORS, "generator", name)
+
+
+def register_official_sampler(name):
+    """Register `fn(ctx: DatasetContext, **params) -> list[SampleDraft]` as generator `name`'s `official` sampling:
+    the first ctx.num_samples samples, drawn from one stream in the order the benchmark's own script draws them.
+    It takes the same YAML parameters as the generator."""
+    return _register(OFFICIAL_SAMPLERS, "official sampler", name)
 
 
 def register_loader(name):

@@ -17,6 +17,8 @@ the file and the key):
     num_samples: 500
     seed: 42
     context_lengths: [4096, 8192, 16384] # default lengths; null for tasks whose samples are not length-controlled
+    sampling: official                   # `official` (the upstream script's own draws) or `fill`, for generators
+                                         # that have an official sampler (RULER's); default fill
 
 String parameters may name data folders as `${NAME}`: `${data}` is the data root (`--data-root`, default
 $POSBENCH_DATA, else ~/.local/share/posbench/data), any other NAME is `--data NAME=PATH` or else `${data}/NAME`.
@@ -33,6 +35,10 @@ from posbench.config import build, read_yaml, spec
 from posbench.tasks import registry
 from posbench.tasks.errors import TaskError
 
+# How a generator task draws its samples. `fill`: each sample from its own seeded stream, filled to the token budget,
+# the same content at every length (length curves). `official`: the whole dataset from one stream, exactly as the
+# benchmark's own script draws and sizes it (RULER: byte-identical to NVIDIA/RULER's prepare.py).
+SAMPLINGS = ("official", "fill")
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
@@ -57,6 +63,7 @@ class TaskSpec:
     selection: str = "first"           # loaders: the first N records, or N after a seeded shuffle
     score_with_prefix: bool = False    # score answer_prefix + prediction (the RePo authors' RULER variant)
     variant_of: str = ""               # the official task this one re-defines, for reports
+    sampling: str = None               # "official" or "fill" (SAMPLINGS) where the generator has both; None = fill
 
     @property
     def primary_metric(self) -> str:
@@ -108,6 +115,7 @@ class TaskFile:
     selection: Literal["first", "shuffle"] = "first"
     score_with_prefix: bool = False
     variant_of: str = ""
+    sampling: Literal["official", "fill"] | None = None
 
 
 def load_task_file(path) -> TaskSpec:
@@ -128,6 +136,13 @@ def parse_task(raw: dict, path) -> TaskSpec:
     table = registry.GENERATORS if kind == "generator" else registry.LOADERS
     fn = registry.lookup(table, kind, getattr(source, kind), f"{path}: source.{kind}")
     registry.check_params(fn, params, f"{path}: source.params")
+    if f.sampling is not None:
+        name = getattr(source, kind)
+        if kind != "generator" or name not in registry.OFFICIAL_SAMPLERS:
+            raise TaskError(f"{path}: key 'sampling' needs a generator with an official sampler "
+                            f"({', '.join(sorted(registry.OFFICIAL_SAMPLERS))}); {kind} {name!r} has one "
+                            f"way to draw samples")
+        registry.check_params(registry.OFFICIAL_SAMPLERS[name], params, f"{path}: source.params")
 
     for m in f.metrics:
         registry.lookup(registry.METRICS, "metric", m, f"{path}: metrics")
@@ -151,7 +166,7 @@ def parse_task(raw: dict, path) -> TaskSpec:
         output_type=f.output_type, num_samples=f.num_samples, seed=f.seed,
         context_lengths=tuple(f.context_lengths) if f.context_lengths is not None else None,
         truncation=f.truncation, selection=f.selection, score_with_prefix=f.score_with_prefix,
-        variant_of=f.variant_of,
+        variant_of=f.variant_of, sampling=f.sampling,
     )
 
 
@@ -166,6 +181,7 @@ class SampleDraft:
     choices: list = None               # multiple choice: the continuations to score
     gold_index: int = None
     skip_reason: str = None            # a loader's record that cannot run (e.g. its table file is missing): counted
+    token_count: int = None            # the rendered prompt's tokens, when the source already counted them
 
 
 @dataclasses.dataclass
@@ -218,6 +234,19 @@ class SampleContext:
 
 
 @dataclasses.dataclass
+class DatasetContext:
+    """Handed to an official sampler: the first `num_samples` samples of a dataset, drawn in order from one stream."""
+    task: str
+    length: Any
+    budget: Any                         # prompt tokens allowed (length - max_new_tokens)
+    seed: int
+    num_samples: int
+    count_tokens: Callable[[str], int]
+    render: Callable[[dict], str]       # template fields -> full prompt (answer prefix included)
+    answer_prefix: Callable[[dict], str]  # template fields -> the formatted answer prefix alone
+
+
+@dataclasses.dataclass
 class LoaderContext:
     task: str
     count_tokens: Callable[[str], int]
@@ -267,9 +296,21 @@ def token_counter(tokenizer) -> Callable[[str], int]:
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
 
+def sampling_mode(spec: TaskSpec, override=None):
+    """"official" or "fill" for a task whose generator has both (RULER's), from `override` (--sampling, a sweep's
+    `sampling`), else the task's YAML, else fill. None for every other task: it has one way to draw samples."""
+    if override is not None and override not in SAMPLINGS:
+        raise TaskError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {override!r}")
+    registry.ensure_imported()
+    if spec.source_kind != "generator" or spec.source_name not in registry.OFFICIAL_SAMPLERS:
+        return None
+    return override or spec.sampling or "fill"
+
+
 def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed=None, data_paths=None,
-                  indices=None) -> list:
-    """The samples of `spec` at context `length` (tokens), in index order.
+                  indices=None, sampling=None) -> list:
+    """The samples of `spec` at context `length` (tokens), in index order. `sampling` overrides the task's
+    where it has a choice (sampling_mode); official sampling draws samples 0..max(indices) to reach the ones asked for.
 
     Raises MissingData when a data file is absent (callers skip the task, naming it), TaskError for
     impossible requests (a length too small for the task).
@@ -289,7 +330,17 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
         raise TaskError(f"task {spec.name}: length {length} leaves no room for a prompt after "
                         f"{new_tokens} new tokens")
 
-    if spec.source_kind == "generator":
+    mode = sampling_mode(spec, sampling)
+    if mode == "official":
+        fn = registry.OFFICIAL_SAMPLERS[spec.source_name]
+        registry.check_params(fn, params, where)
+        ctx = DatasetContext(task=spec.name, length=length, budget=budget, seed=seed,
+                             num_samples=max(indices) + 1 if indices else 0, count_tokens=count,
+                             render=lambda fields: render(spec, fields)[0],
+                             answer_prefix=lambda fields: render(spec, fields)[1])
+        built = fn(ctx, **params) if indices else []
+        drafts = [(i, built[i]) for i in indices]
+    elif spec.source_kind == "generator":
         fn = registry.lookup(registry.GENERATORS, "generator", spec.source_name, where)
         drafts = []
         for i in indices:
@@ -308,8 +359,10 @@ def build_samples(spec: TaskSpec, tokenizer, length=None, num_samples=None, seed
     samples = []
     for i, draft in drafts:
         prompt, prefix = render(spec, draft.fields)
-        tokens = count(prompt)
+        tokens = count(prompt) if draft.token_count is None else draft.token_count
         skip, metadata = draft.skip_reason, draft.metadata
+        if mode is not None:
+            metadata = {"sampling": mode, **metadata}
         if skip is None and budget is not None and tokens > budget:
             # A generator may overshoot only on purpose, for a task that declares how to cut (the RePo authors'
             # RULER: instances sized as RULER sized them, then left-truncated to their shorter budget).

@@ -19,6 +19,13 @@ def register(sub):
     p.add_argument("--samples", type=int, metavar="N", help="samples per task and length (default: the task's)")
     p.add_argument("--seed", type=int, metavar="S", help="seed (default: the task's)")
     p.add_argument("--out", metavar="FILE.jsonl", help="output file (default: stdout)")
+    p.add_argument("--format", choices=["posbench", "ruler"], default="posbench",
+                   help="posbench: Sample.to_json lines; ruler: RULER's own validation.jsonl records (index, input, "
+                   "outputs, length, length_w_model_temp, answer_prefix[, token_position_answer]), byte for byte as "
+                   "NVIDIA/RULER's prepare.py writes them, to diff against its files (RULER tasks)")
+    p.add_argument("--sampling", choices=["official", "fill"],
+                   help="RULER tasks: official (NVIDIA/RULER's own draws and sizes, the default) or fill (every "
+                   "sample filled to the budget, the same content at every length); other tasks have one way")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="extra folder of task YAML files (repeatable)")
     p.add_argument("--data-root", metavar="DIR", help=ROOT_HELP)
@@ -27,13 +34,15 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _build(spec, tokenizer, length, n, seed, paths):
-    """Generator tasks one sample at a time (for the progress bar); loader tasks in one call (one file read)."""
+def _build(spec, tokenizer, length, n, seed, paths, sampling):
+    """Fill-sampled generator tasks one sample at a time (for the progress bar); loader tasks and official sampling
+    (one stream for the whole dataset) in one call."""
     from tqdm import tqdm
 
     from posbench.tasks import build_samples
-    kw = dict(length=length, seed=seed, data_paths=paths)
-    if spec.source_kind != "generator":
+    from posbench.tasks.schema import sampling_mode
+    kw = dict(length=length, seed=seed, data_paths=paths, sampling=sampling)
+    if spec.source_kind != "generator" or sampling_mode(spec, sampling) == "official":
         return build_samples(spec, tokenizer, num_samples=n, **kw)
     bar = tqdm(range(n), desc=f"{spec.name} @ {length}", unit="sample", file=sys.stderr, leave=False,
                disable=None if n >= 20 else True)
@@ -44,6 +53,8 @@ def _summary(spec, length, samples, seconds) -> str:
     tokens = [s.token_count for s in samples]
     line = (f"{spec.name} length={length}: {len(samples)} samples, prompt tokens min/mean/max "
             f"{min(tokens)}/{sum(tokens) / len(tokens):.1f}/{max(tokens)}, {samples[0].max_new_tokens} new tokens")
+    if samples[0].metadata.get("sampling"):
+        line += f", {samples[0].metadata['sampling']} sampling"
     if length:
         fills = [(s.token_count + s.max_new_tokens) / length for s in samples]
         line += f", fill {min(fills):.4f}-{max(fills):.4f} of L"
@@ -72,6 +83,11 @@ def run(args):
     if any(length > MAX_LENGTH for length in args.length or []):   # prompt building is linear in the length
         raise UserError(f"--length must be at most {MAX_LENGTH} tokens, got {max(args.length)}")
     specs = TaskRegistry(include_paths=args.include_path).resolve(args.tasks)
+    if args.format == "ruler":
+        from posbench.tasks.ruler.records import ruler_line
+        not_ruler = [s.name for s in specs if not s.source_name.startswith("ruler_")]
+        if not_ruler:
+            raise UserError(f"--format ruler: RULER records need RULER tasks; not RULER: {', '.join(not_ruler)}")
     tokenizer = load_tokenizer(args.tokenizer)
 
     # Write to a temporary file and rename at the end, so a failure never leaves a half-written --out.
@@ -85,12 +101,12 @@ def run(args):
             for length in lengths:
                 start = time.perf_counter()
                 try:
-                    samples = _build(spec, tokenizer, length, n, args.seed, paths)
+                    samples = _build(spec, tokenizer, length, n, args.seed, paths, args.sampling)
                 except MissingData as err:
                     print(f"skipped: {err}", file=sys.stderr)
                     break
                 for s in samples:
-                    out.write(s.to_json() + "\n")
+                    out.write(ruler_line(s) if args.format == "ruler" else s.to_json() + "\n")
                 out.flush()
                 generated += 1
                 print(_summary(spec, length, samples, time.perf_counter() - start), file=sys.stderr)

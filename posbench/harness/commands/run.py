@@ -22,6 +22,10 @@ def _common(p):
     p.add_argument("--gpus", type=int, default=1, metavar="N",
                    help="shard the cells over N worker processes, one per GPU, merged into one RUN_DIR (with "
                         "--device cpu: N CPU processes); under torchrun the ranks come from torchrun instead")
+    p.add_argument("--sampling", choices=["official", "fill"],
+                   help="RULER tasks: official (NVIDIA/RULER's own draws and sizes, the default) or fill (every "
+                   "sample filled to the budget, the same content at every length); other tasks have one way. "
+                   "Default: the sweep's `sampling`, else each task's")
 
 
 def register(sub):
@@ -70,6 +74,8 @@ def _finish(sweep, args):
         return code
     if args.device:
         sweep = override(sweep, "device", args.device, "--device", SweepError)
+    if args.sampling:
+        sweep = override(sweep, "sampling", args.sampling, "--sampling", SweepError)
     if args.batch_size:
         sweep = override(sweep, "batch_size", args.batch_size, "--batch-size", SweepError)
     shard = shards.from_env()

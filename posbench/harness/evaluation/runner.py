@@ -21,6 +21,7 @@ from posbench.harness.evaluation.sweep import Sweep
 from posbench.harness.files import RunLock
 from posbench.tasks import MissingData, TaskRegistry, build_samples, score_sample
 from posbench.tasks.registry import METRICS
+from posbench.tasks.schema import sampling_mode
 
 
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ def _config_fingerprint(sweep: Sweep) -> str:
     keys.pop("batch_size", None)   # scheduling knobs may change between resumes
     keys.pop("device", None)
     keys.pop("source", None)
+    keys.pop("sampling", None)     # checked per task against the manifest instead (open_run), old runs included
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -90,7 +92,8 @@ def new_manifest(sweep: Sweep, specs, warnings, device: str) -> dict:
         "config": sweep.describe(),
         "models": [],
         "tasks": [{"name": s.name, "groups": list(s.groups), "primary_metric": s.primary_metric,
-                   "variant_of": s.variant_of, "length_controlled": s.length_controlled, "config": s.describe()}
+                   "variant_of": s.variant_of, "length_controlled": s.length_controlled,
+                   "sampling": sampling_mode(s, sweep.sampling), "config": s.describe()}
                   for s in specs],
         "warnings": warnings,
         "skipped_tasks": [],
@@ -106,6 +109,16 @@ def open_run(sweep: Sweep, out_dir, specs, warnings, device, fresh=False) -> tup
             raise SweepError(f"{run.root} holds a run with a different configuration "
                              f"(its sweep: {old.get('config', {}).get('source') or 'command line'}); "
                              "choose another --out, or pass --fresh to start it again")
+        for task in old.get("tasks", []):
+            spec = next((s for s in specs if s.name == task["name"]), None)
+            if spec is None or sampling_mode(spec) is None:
+                continue
+            before = task.get("sampling", "fill")      # runs written before sampling was recorded drew fill
+            if before != sampling_mode(spec, sweep.sampling):
+                raise SweepError(f"{run.root} holds task {spec.name} drawn with {before} sampling, this run would "
+                                 f"draw {sampling_mode(spec, sweep.sampling)}; pass --sampling {before} to resume "
+                                 f"it, or choose another --out, or pass --fresh to start it again")
+            task["sampling"] = before
         old["resumed"].append({"at": manifest_info.now(), **manifest_info.git_commit(),
                                "device": manifest_info.device_info(device)})
         old["finished"] = None
@@ -137,10 +150,11 @@ class SampleCache:
         key = (self._tokenizer_key(tokenizer), spec.name, length)
         if indices is not None:   # a probe, not cached
             return build_samples(spec, tokenizer, length=length, seed=self.sweep.seed, data_paths=self.paths,
-                                 indices=indices)
+                                 indices=indices, sampling=self.sweep.sampling)
         if key not in self._cache:
             self._cache[key] = build_samples(spec, tokenizer, length=length, num_samples=self.sweep.samples,
-                                             seed=self.sweep.seed, data_paths=self.paths)
+                                             seed=self.sweep.seed, data_paths=self.paths,
+                                             sampling=self.sweep.sampling)
         return self._cache[key]
 
 

@@ -21,6 +21,7 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     include_paths: []                      # extra task folders
     data_root: null                        # default $POSBENCH_DATA, else ~/.local/share/posbench/data
     data: {}                               # NAME: PATH for ${NAME} in task files
+    sampling: null                         # RULER tasks: official (NVIDIA/RULER's samples) | fill; null = each task's
 """
 import dataclasses
 import re
@@ -123,6 +124,7 @@ class Sweep:
     include_paths: list[str] = dataclasses.field(default_factory=list)
     data_root: str | None = None
     data: dict[str, str] = dataclasses.field(default_factory=dict)
+    sampling: Literal["official", "fill"] | None = None   # RULER tasks; None = each task's own (sampling_mode)
     name: str = ""
     source: str = spec("", internal=True)
 

@@ -140,8 +140,9 @@ class SyntheticSource:
     def generate(self, length: int, index: int) -> tuple:
         from posbench.tasks import build_samples
 
+        # fill sampling: each training sample on its own (official sampling draws samples 0..index to reach one)
         sample = build_samples(self.spec, self.tokenizer, length, seed=self.seed, data_paths=self.data_paths,
-                               indices=[index])[0]
+                               indices=[index], sampling="fill")[0]
         return encode_sample(self.tokenizer, sample, self.source.answer_join)
 
     def tokens(self, length: int, index: int) -> tuple:

@@ -77,7 +77,8 @@ def tokenizer_for_config(cfg, data_paths: dict, out, log=print):
             source = next(s for s in cfg.task_sources if s.name == name)
             try:
                 samples = build_samples(task, provisional, max(source.lengths), seed=cfg.data["seed"],
-                                        data_paths=data_paths, indices=range(spec["synthetic_samples"]))
+                                        data_paths=data_paths, indices=range(spec["synthetic_samples"]),
+                                        sampling="fill")   # what training draws (data.py)
             except TaskError as err:
                 raise TrainConfigError(f"{cfg.path}: tokenizer.train, data source {name!r}: {err}") from None
             for sample in samples:

@@ -35,6 +35,7 @@ from posbench.harness.training.drills import TASK_FOLDER  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "protocol"
 SEEDS = {"rope": 3, "repo": 3}   # schemes run with seeds 0..n-1; the rest with seed 0
+STAGES = ("base", "continue", "analyze", "sweep", "report")
 ROTATING = ("rope", "r2n1", "n2r1", "nope_from_start", "repo")   # get a YaRN row in the sweep
 
 
@@ -83,6 +84,9 @@ def analyze(models: dict, run: Path):
     folder = run / "analyze"
     folder.mkdir(exist_ok=True)
     for label, path in models.items():
+        if not (path / "config.json").is_file():
+            log(f"analyze {label}: no checkpoint at {path}, skipped")
+            continue
         result = subprocess.run([sys.executable, str(ROOT / "eval.py"), "analyze", str(path)], cwd=ROOT,
                                 capture_output=True, text=True)
         (folder / f"{label}.txt").write_text(result.stdout + result.stderr)
@@ -94,19 +98,22 @@ def main(argv=None) -> int:
     parser.add_argument("--run", required=True, help="folder for every stage's outputs")
     parser.add_argument("--data-root", help="data root holding corpus/natural_v1 (default: posbench's)")
     parser.add_argument("--tiny", action="store_true", help="tiny model, a few steps per stage, CPU (CI)")
-    parser.add_argument("--stages", default="base,continue,analyze,sweep,report",
-                        help="comma-separated subset of base,continue,analyze,sweep,report")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated subset of {','.join(STAGES)} (RUN/configs/ is always written)")
     args = parser.parse_args(argv)
     run = Path(args.run).resolve()
-    stages = set(args.stages.split(","))
+    stages = set(args.stages.split(",")) - {""}
+    if stages - set(STAGES):
+        parser.error(f"--stages: unknown stage {sorted(stages - set(STAGES))[0]!r}; known: {', '.join(STAGES)}")
     tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text()) if args.tiny else {}
     shared = {"data": {"cache": str(run / "data_cache"), "task_paths": [str(TASK_FOLDER)]}}
     if args.data_root:
         shared["data"]["root"] = str(Path(args.data_root).resolve())
 
     base_out = run / "base"
+    base_file = write_stage(run, "base", CONFIGS / "base.yaml", merge(tiny.get("base", {}), shared))
     if "base" in stages:
-        train_stage(write_stage(run, "base", CONFIGS / "base.yaml", merge(tiny.get("base", {}), shared)), base_out)
+        train_stage(base_file, base_out)
 
     layers = read_yaml(CONFIGS / "base.yaml")["model"]["config"]["num_hidden_layers"]
     layers = tiny.get("base", {}).get("model", {}).get("config", {}).get("num_hidden_layers", layers)

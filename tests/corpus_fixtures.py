@@ -87,12 +87,13 @@ perlharbour - the harbour
 
 {PROSE[0]}
 """
+ADOC_ONLY = "The lantern on the pier was lit at dusk by whoever happened to be closest to the matches."
 ADOC = f"""harbour(1)
 ==========
 
 NAME
 ----
-{PROSE[3]}
+{ADOC_ONLY}
 
 ----
 {CODE}

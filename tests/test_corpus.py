@@ -31,6 +31,7 @@ def test_extractors_keep_prose_and_drop_markup_and_code(built):
     for dropped in ("x[i] = y[i]", "var x = 1", "footnote that is dropped", "dropped</p>", "Prev Next", ".. code",
                     ":ref:", "<", "strong:H1", "=head1", "----", "===="):
         assert dropped not in text, dropped
+    assert fx.ADOC_ONLY in text                                 # a section underline is not a listing block
     assert "inline words stay." in text                         # inline code in HTML prose is kept
     assert "price" in text and "B<" not in text                  # POD formatting codes become their text
     assert all("\r" not in d["text"] and "\n\n\n" not in d["text"] for s in docs.values() for d in s)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import corpus_fixtures as fx
 import torch
+import yaml
 
 from posbench.harness.training import corpus
 
@@ -61,3 +62,21 @@ def test_tiny_protocol_writes_every_checkpoint_and_a_report(tmp_path, capsys):
     capsys.readouterr()
     assert protocol.main(["--run", str(run), "--tiny", "--data-root", str(data), "--stages", "base,continue"]) == 0
     assert capsys.readouterr().out.count("finished before, skipped") == 11
+
+
+def test_full_size_stage_files_pass_the_strict_config_check(tmp_path):
+    from posbench.harness.training.config import load_train_config
+
+    assert protocol.main(["--run", str(tmp_path), "--stages", ""]) == 0
+    base = load_train_config(tmp_path / "configs" / "base.yaml")
+    assert base.train["seq_len"] == 2048 and base.model["config"]["num_hidden_layers"] == 12
+    runs = {name: load_train_config(tmp_path / "configs" / f"{name}.yaml") for name in MODELS}
+    assert runs["repo"].scheme == "repo,start_layer=4"
+    same = [{k: v for k, v in r.train.items() if k != "seed"} for r in runs.values()]
+    assert all(t == same[0] for t in same) and same[0]["seq_len"] == 4096       # identical steps and schedule
+    assert len({(r.data["seed"], r.train["seed"]) for r in runs.values()}) == 3  # seeds 0, 1, 2
+    assert {r.data["seed"] for name, r in runs.items() if "_seed" not in name} == {2345}
+    sweep = yaml.safe_load((tmp_path / "configs" / "sweep.yaml").read_text())
+    assert sweep["lengths"] == [4096, 8192, 16384] and sweep["samples"] == 100
+    assert {m["label"] for m in sweep["models"]} >= {"rope", "repo_seed2", "repo_seed2_yarn", "nope"}
+    assert "nope_yarn" not in {m["label"] for m in sweep["models"]}

@@ -293,25 +293,24 @@ _ADOC_DELIM = re.compile(r"^(-{4,}|\.{4,}|={4,}|\+{4,}|_{4,}|\*{4,}|/{4,}|\|===)
 
 
 def extract_asciidoc(name, raw) -> list:
-    """AsciiDoc: listing/literal/comment blocks and attribute lines dropped, title underlines removed."""
-    out, in_block = [], None
+    """AsciiDoc: listing/literal/comment blocks and attribute lines dropped, title underlines removed (a line of
+    one repeated character as long as the title above it is an underline, not a block delimiter)."""
+    out, in_block, previous = [], None, ""
     for line in _decode(name, raw).splitlines():
         stripped = line.strip()
-        delim = _ADOC_DELIM.match(stripped)
-        if delim:
+        underline = _UNDERLINE.match(stripped) and previous and abs(len(stripped) - len(previous)) <= 2
+        if not in_block and underline:
+            out.append("")
+        elif _ADOC_DELIM.match(stripped):
             if in_block is None and stripped[0] in "-./=|":
                 in_block = stripped
             elif in_block == stripped:
                 in_block = None
             out.append("")
-            continue
-        if in_block or line[:1] in (" ", "\t") or re.match(r"^(\[.*\]|:\w[\w-]*:.*|ifdef::.*|endif::.*|include::.*)$",
-                                                            stripped):
-            continue
-        if _UNDERLINE.match(stripped):
-            out.append("")
-            continue
-        out.append(re.sub(r"linkgit:([\w-]+)\[\d\]", r"\1", stripped).replace("`", "").replace("'", "'"))
+        elif not (in_block or line[:1] == " " or          # space-indented: a literal paragraph
+                  re.match(r"^(\[.*\]|:\w[\w-]*:.*|ifdef::.*|endif::.*|include::.*)$", stripped)):
+            out.append(re.sub(r"linkgit:([\w-]+)\[\d\]", r"\1", stripped).replace("`", ""))
+        previous = stripped if not in_block else ""
     return [(name, "\n".join(out))]
 
 

@@ -139,7 +139,6 @@ def main(argv=None) -> int:
     sweep["models"] = [{"label": label, "path": str(path)} for label, path in models.items()]
     sweep["models"] += [{"label": f"{label}_yarn", "path": str(path), "scheme_params_by_length": yarn}
                         for label, path in models.items() if label.split("_seed")[0] in ROTATING]
-    sweep["include_paths"] = [str(TASK_FOLDER)]
     if args.data_root:
         sweep["data_root"] = str(Path(args.data_root).resolve())
     sweep_file = run / "configs" / "sweep.yaml"

@@ -176,6 +176,10 @@ class Step:
     attention_scaling: float         # YaRN's mscale on cos and sin, 1.0 otherwise
     mask: torch.Tensor | None        # None: plain causal; else bool [B, 1, N, T], True = may attend (see forward_mask)
     cache: KVCache | None
+    learned_rotation: tuple | None = None  # (inv_freq, attention_scaling) of repo layers when they differ from
+    #                                        rope layers' (RePo's scaling_target); None: the same as above
+    probe: object = None             # analysis hook (posbench/harness/analysis): sees and may replace each layer's
+    #                                  positions, sees its rotated q and k; None in every normal forward
 
 
 class RMSNorm(nn.Module):
@@ -279,17 +283,24 @@ class Attention(PackedModule):
             positions = repo_positions(*maps, self.repo.final_map.weight)
         elif self.kind == "rope":
             positions = step.position_ids
+        if step.probe is not None:
+            positions = step.probe.positions(layer, self.kind, positions, step)
+        inv_freq, scaling = step.inv_freq, step.attention_scaling
+        if self.kind == "repo" and step.learned_rotation is not None:
+            inv_freq, scaling = step.learned_rotation
         if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU
             q, k = apply_qk_norm_rotary(q, k, self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, positions,
-                                        step.inv_freq, step.attention_scaling, self.num_heads, self.num_kv_heads)
+                                        inv_freq, scaling, self.num_heads, self.num_kv_heads)
         else:
             q, k = apply_rotary_qk(q.view(B, N, self.num_heads, self.head_dim),
                                    k.view(B, N, self.num_kv_heads, self.head_dim),
-                                   positions, step.inv_freq, step.attention_scaling)
+                                   positions, inv_freq, scaling)
         v = v.view(B, N, self.num_kv_heads, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if step.cache is not None:
             k, v = step.cache.update(layer, k, v)
+        if step.probe is not None:
+            step.probe.attention(layer, q, k)
         # step.mask already holds causality; without one, causal attention (decode: the whole cache) is exact.
         out = attention(q, k, v, causal=step.mask is None, mask=step.mask)
         out = out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim)
@@ -378,20 +389,22 @@ class Transformer(nn.Module):
         return KVCache(k=[torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in self.layers],
                        v=[torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in self.layers])
 
-    def frequencies(self, position_ids: torch.Tensor):
-        """(inv_freq fp32 [R/2], attention_scaling) for this forward. Dynamic NTK and LongRoPE depend on the current
-        length, taken as max position + 1 over the batch like transformers' dynamic_rope_update."""
+    def frequencies(self, position_ids: torch.Tensor, layer_kind: str = "rope"):
+        """(inv_freq fp32 [R/2], attention_scaling) of `layer_kind`'s layers for this forward. Dynamic NTK and
+        LongRoPE depend on the current length, taken as max position + 1 over the batch like transformers'
+        dynamic_rope_update."""
         device = position_ids.device
         if self.length_dependent:
-            inv_freq, scaling = self.scheme.frequencies(self.rotary, seq_len=int(position_ids.max()) + 1)
+            inv_freq, scaling = self.scheme.frequencies(self.rotary, int(position_ids.max()) + 1, layer_kind)
             return inv_freq.to(device), scaling
-        if device not in self._frequencies:
-            inv_freq, scaling = self.scheme.frequencies(self.rotary)
-            self._frequencies[device] = (inv_freq.to(device), scaling)
-        return self._frequencies[device]
+        if (device, layer_kind) not in self._frequencies:
+            inv_freq, scaling = self.scheme.frequencies(self.rotary, layer_kind=layer_kind)
+            self._frequencies[device, layer_kind] = (inv_freq.to(device), scaling)
+        return self._frequencies[device, layer_kind]
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, return_positions: bool = False, last_only: bool = False):
+                attention_mask: torch.Tensor | None = None, return_positions: bool = False, last_only: bool = False,
+                probe=None):
         """input_ids [B, N] -> logits [B, N, vocab] (model dtype).
 
         position_ids [B, N]: integer positions of these tokens. None: counted from the first real token of each row
@@ -402,6 +415,7 @@ class Transformer(nn.Module):
         repo, None for nope).
         last_only: logits for the last position only ([B, 1, vocab]): generation needs no more, and a 16K-token
         prompt's full logits over a 100K vocabulary would take gigabytes.
+        probe: an analysis hook (see Step.probe); None for every normal forward.
         """
         B, N = input_ids.shape
         offset = cache.offset if cache is not None else 0
@@ -417,7 +431,11 @@ class Transformer(nn.Module):
             else:
                 position_ids = torch.arange(offset, offset + N, device=device).expand(B, N)
         inv_freq, scaling = self.frequencies(position_ids) if set(self.layer_kinds) != {"nope"} else (None, 1.0)
-        step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache)
+        learned = None
+        if "repo" in self.layer_kinds and not self.scheme.same_frequencies():
+            learned = self.frequencies(position_ids, "repo")
+        step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache,
+                    learned, probe)
 
         x = self.embed_tokens(input_ids)
         positions = []

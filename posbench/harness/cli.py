@@ -9,7 +9,7 @@ import sys
 import warnings
 
 # Order is the order shown by --help.
-COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train"]
+COMMANDS = ["list", "info", "generate", "run", "analyze", "report", "bench", "train"]
 
 EPILOG = """\
 examples:

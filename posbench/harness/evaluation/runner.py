@@ -32,6 +32,7 @@ def _config_fingerprint(sweep: Sweep) -> str:
     keys.pop("batch_size", None)   # scheduling knobs may change between resumes
     keys.pop("device", None)
     keys.pop("source", None)
+    keys.pop("analyze", None)      # analysis runs after the sweep and changes none of its samples
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -41,6 +42,8 @@ def plan(sweep: Sweep):
 
     registry = TaskRegistry(include_paths=sweep.include_paths)
     specs = registry.resolve(sweep.tasks)
+    if sweep.analyze and sweep.analyze.get("tasks"):
+        registry.resolve(sweep.analyze["tasks"])   # an unknown analysis task fails now, not after the sweep
     warnings = []
     for entry in sweep.models:
         for length in sweep.lengths:
@@ -294,7 +297,31 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print) -> 
     run.write_summary(summarize(run, manifest, cells))
     manifest["finished"] = manifest_info.now()
     run.write_manifest(manifest)
+    if sweep.analyze is not None:
+        run_analysis(sweep, specs, run.root, device, echo)
     return run.root
+
+
+def run_analysis(sweep: Sweep, specs, root: Path, device: str, echo=print):
+    """The sweep's `analyze` key: `eval.py analyze` on every model into RUN_DIR/analysis/<label>/. A model whose
+    analysis.json was written with the same options is kept (a resumed sweep does not redo it)."""
+    from posbench.harness.analysis.analyze import AnalyzeOptions, analyze_models
+
+    tasks = sweep.analyze.get("tasks") or [s.name for s in specs if s.length_controlled
+                                           and s.output_type != "multiple_choice"]
+    options = AnalyzeOptions(tasks=tasks, lengths=sweep.analyze.get("lengths") or sweep.lengths,
+                             samples=sweep.analyze.get("samples", 5), seed=sweep.seed, device=device,
+                             dtype=sweep.dtype, include_paths=sweep.include_paths, data_root=sweep.data_root,
+                             data=sweep.data)
+    todo = []
+    for entry in sweep.models:
+        done = root / "analysis" / entry.label / "analysis.json"
+        if done.is_file() and json.loads(done.read_text(encoding="utf-8")).get("options") == options.describe():
+            echo(f"analysis of {entry.label}: kept ({done})")
+            continue
+        todo.append(entry)
+    if todo:
+        analyze_models(todo, options, root / "analysis", echo)
 
 
 def _record_model(manifest: dict, entry, engine):

@@ -6,6 +6,7 @@
 #   bash scripts/gpu_session.sh reference  # configs/reference_ruler.yaml: the reference models' RULER result (~5 min)
 #   bash scripts/gpu_session.sh profile  # eval.py bench with 15 repetitions and the RoPE-vs-RePo kernel profile
 #   bash scripts/gpu_session.sh ncu      # Nsight Compute on the rotary kernels at 16K (scripts/ncu_rotary.py)
+#   bash scripts/gpu_session.sh analyze  # eval.py analyze at 16K on a random OLMo-2-1B-shaped RePo checkpoint (~3 min)
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
 set -uo pipefail
@@ -86,6 +87,19 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
         --section SchedulerStats --section MemoryWorkloadAnalysis python3 scripts/ncu_rotary.py $k
       cp "$WORK/ncu_$k.log" "$OUT/" 2>/dev/null
     done
+    ;;
+  analyze)   # the time of eval.py analyze at 16K on the paper's shape: random weights, RePo maps in layers 5-15
+    export POSBENCH_DATA=.device_data
+    step random_1b_repo 150 python3 -c "import torch
+from posbench.harness.bench import save_random_checkpoint
+from posbench.harness.core.checkpoint import load_model, save_model
+rope = save_random_checkpoint('/tmp/olmo2-1b-rope', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
+model, tokenizer, _ = load_model(rope, scheme='repo,start_layer=5,fresh_init=true', dtype=torch.bfloat16,
+                                 device='cuda')
+save_model(model, '/tmp/olmo2-1b-repo', tokenizer)"
+    step analyze_16k 420 python3 eval.py analyze /tmp/olmo2-1b-repo@repo1b --task niah_single_1 --lengths 16k \
+      --samples 5 --max-new-tokens 16 --device cuda --out "$WORK/analyze"
+    cp "$WORK/analyze/repo1b/analysis.md" "$OUT/analysis_16k.md" 2>/dev/null
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac

@@ -395,17 +395,26 @@ def _write_json(path: Path, obj):
 def analyze_models(entries, options: AnalyzeOptions, out_dir, echo=print) -> list:
     """Analyse several models (sweep ModelEntry objects) on the same samples: OUT/<label>/analysis.json each, and
     OUT/comparison.md with side-by-side figures when there are two or more."""
-    from posbench.harness.analysis import plots, report
-
     out_dir = Path(out_dir)
     results = [analyze_model(e.path, e.scheme_for, e.label, options, out_dir / e.label, echo) for e in entries]
     if len(results) > 1:
-        longest = max(options.lengths)
-        figures = []
-        if any(r["per_length"][str(longest)]["attention"]["span_mass"] for r in results):
-            plots.needle_figure(results, longest, out_dir / "needle_attention.png")
-            figures.append((f"attention on the needle, {longest} tokens", "needle_attention.png"))
-        plots.locality_figure(results, longest, out_dir / "locality.png")
-        figures.append((f"locality profile, {longest} tokens", "locality.png"))
-        (out_dir / "comparison.md").write_text(report.comparison(results, figures), encoding="utf-8")
+        write_comparison(results, out_dir)
     return results
+
+
+def write_comparison(results: list, out_dir) -> Path:
+    """OUT/comparison.md with side-by-side needle-attention and locality figures, from analysis.json objects (of
+    models analysed on the same tasks, lengths and seed, hence the same samples)."""
+    from posbench.harness.analysis import plots, report
+
+    out_dir = Path(out_dir)
+    longest = max(results[0]["lengths"])
+    figures = []
+    if any(r["per_length"][str(longest)]["attention"]["span_mass"] for r in results):
+        plots.needle_figure(results, longest, out_dir / "needle_attention.png")
+        figures.append((f"attention on the needle, {longest} tokens", "needle_attention.png"))
+    plots.locality_figure(results, longest, out_dir / "locality.png")
+    figures.append((f"locality profile, {longest} tokens", "locality.png"))
+    path = out_dir / "comparison.md"
+    path.write_text(report.comparison(results, figures), encoding="utf-8")
+    return path

@@ -213,3 +213,22 @@ def test_sweep_key_analyzes_every_model_into_the_run_dir(tmp_path):
     assert set(result["position_range"]) == {"512"} and result["samples"] == 1
     run_sweep(parse_sweep(raw, "s.yaml"), tmp_path / "run", progress=False, echo=lines.append)  # resumed: kept
     assert lines[-1].startswith("analysis of repo: kept")
+
+
+def test_lengths_run_apart_combine_into_the_joint_analysis(tmp_path):
+    """Analysing 512 and 768 tokens in two runs and combining them gives what one run over both lengths gives."""
+    from tiny_models import build_tiny_model
+
+    from posbench.harness.analysis.analyze import combine_lengths
+
+    path = build_tiny_model(tmp_path / "tiny", REFERENCE_REPO, scheme="repo,start_layer=1,init_std=0.5", layers=2)
+    options = dict(OPTIONS, samples=2, max_new_tokens=3, locality_rows=4)
+    run = lambda lengths, out: analyze_model(path, lambda length: (None, {}), "tiny",  # noqa: E731
+                                             AnalyzeOptions(**{**options, "lengths": lengths}), tmp_path / out,
+                                             echo=lambda line: None)
+    joint = run([512, 768], "joint")
+    run([512], "a"), run([768], "b")
+    combined = combine_lengths([tmp_path / "b", tmp_path / "a"], tmp_path / "combined")
+    for key in ("verdict", "position_range", "lengths", "ablations", "per_length"):
+        assert combined[key] == joint[key], key
+    assert (tmp_path / "combined" / "analysis.md").read_text().count("positions_") == 2

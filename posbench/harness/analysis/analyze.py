@@ -418,3 +418,54 @@ def write_comparison(results: list, out_dir) -> Path:
     path = out_dir / "comparison.md"
     path.write_text(report.comparison(results, figures), encoding="utf-8")
     return path
+
+
+def combine_lengths(part_dirs: list, out_dir) -> dict:
+    """One model's analyses at different lengths (e.g. one process or GPU per length, same options otherwise)
+    combined into one: per-length results side by side, the pooled ablations and the verdict recomputed from the
+    per-sample records (samples.json)."""
+    import shutil
+
+    from posbench.harness.analysis import plots, report
+    from posbench.harness.evaluation.sweep import SweepError
+
+    parts = [(json.loads((Path(d) / "analysis.json").read_text(encoding="utf-8")),
+              json.loads((Path(d) / "samples.json").read_text(encoding="utf-8")), Path(d)) for d in part_dirs]
+    first = parts[0][0]
+    same = {k: v for k, v in first["options"].items() if k != "lengths"}
+    for result, _, where in parts[1:]:
+        if result["model"] != first["model"] or {k: v for k, v in result["options"].items() if k != "lengths"} != same:
+            raise SweepError(f"{where}: not the same model and options as {parts[0][2]}; only lengths may differ")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged, samples = dict(first), {}
+    for key in ("per_length", "position_range", "scheme_spec"):
+        merged[key] = {k: v for result, _, _ in parts for k, v in result[key].items()}
+    for _, records, where in parts:
+        samples.update(records)
+        for png in where.glob("positions_*.png"):
+            shutil.copy(png, out_dir / png.name)
+    merged["lengths"] = sorted(int(k) for k in merged["per_length"])
+    merged["per_length"] = {str(L): merged["per_length"][str(L)] for L in merged["lengths"]}
+    merged["options"] = {**first["options"], "lengths": merged["lengths"]}
+    merged["manifest"] = {**first["manifest"], "seconds": round(sum(r["manifest"]["seconds"] for r, _, _ in parts), 1),
+                          "combined_from": [str(w) for _, _, w in parts]}
+    per_length = {L: {"samples": samples[L]} for L in samples}
+    names = [n for n in next(iter(merged["per_length"].values()))["conditions"] if n != "baseline"]
+    merged["ablations"] = {n: _pooled_delta(per_length, n, first["options"]["seed"]) for n in names}
+    merged["verdict"] = verdict(merged["ablations"], merged["tolerance"]) if merged["learned_layers"] else None
+    _write_json(out_dir / "analysis.json", merged)
+    _write_json(out_dir / "samples.json", samples)
+    figures = [(f"learned positions, {png.stem.split('_')[1]} tokens", png.name)
+               for png in sorted(out_dir.glob("positions_*.png"), key=lambda p: int(p.stem.split("_")[1]))]
+    if merged["learned_layers"]:
+        plots.range_figure(merged, out_dir / "position_range.png")
+        figures.append(("position range against context length", "position_range.png"))
+    longest = max(merged["lengths"])
+    if merged["per_length"][str(longest)]["attention"]["span_mass"]:
+        plots.needle_figure([merged], longest, out_dir / "needle_attention.png")
+        figures.append((f"attention on the needle, {longest} tokens", "needle_attention.png"))
+    plots.locality_figure([merged], longest, out_dir / "locality.png")
+    figures.append((f"locality profile, {longest} tokens", "locality.png"))
+    (out_dir / "analysis.md").write_text(report.markdown(merged, figures), encoding="utf-8")
+    return merged

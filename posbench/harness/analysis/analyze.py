@@ -379,7 +379,8 @@ def _definitions() -> dict:
                    "the tolerance or the score at all (95% bootstrap interval of the mean per-sample change, pooled "
                    "over lengths and tasks); collapsed otherwise",
         "span_mass": "attention the answer-predicting rows (last prompt token and the forced answer's tokens) pay "
-                     "to the needle / distractor / other haystack tokens, mean over heads and rows",
+                     "to the needle / distractor / other haystack tokens, mean over heads and rows, then over the "
+                     "samples that have such tokens; per token: that mass divided by the span's token count",
         "locality": "mean attention weight a key receives at each token distance (log2 bins), over evenly spaced "
                     "prompt rows, heads and samples",
     }

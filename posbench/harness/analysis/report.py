@@ -73,7 +73,8 @@ def markdown(result: dict, figures: list) -> str:
         if not rows:
             continue
         lines += [f"{length_label(int(length))}: attention from the answer-predicting rows, mean over heads "
-                  "(per token in brackets)", "",
+                  "(per token in brackets); each column averages the samples that have such tokens (distractor "
+                  "needles: only tasks with them), so columns need not add up to 1: compare the per-token values", "",
                   "| layer | needle | distractors | rest of haystack | needle, top head |", "|---|---:|---:|---:|---:|"]
         for layer, r in rows.items():
             lines.append(f"| {layer} | {_num(r.get('needle_mass'))} ({_num(r.get('needle_per_token'), '{:.2g}')}) | "

@@ -101,10 +101,12 @@ def span_tokens(offsets: list, spans: dict, haystack_end: int) -> dict:
 
 # ---- one sample under one condition --------------------------------------------------------------------------------
 
-def answer_text(sample) -> str:
-    """The gold continuation whose loss is measured: the first answer, after a space unless the prompt ends in one."""
-    answer = str(sample.answers[0])
-    return answer if sample.prompt[-1:].isspace() else " " + answer
+def answer_ids(engine, sample) -> tuple:
+    """(prompt token ids exactly as generation encodes them, token ids of the first gold answer as the models write
+    it: after a space, also when the prompt ends in one; RULER's vt prompt ends in "are: " and the reference models
+    answer " PGUVM, ...")."""
+    answer = engine.tokenizer(" " + str(sample.answers[0]), add_special_tokens=False)["input_ids"]
+    return engine.encode(sample.prompt), answer
 
 
 @torch.inference_mode()
@@ -114,7 +116,7 @@ def run_sample(engine, spec, sample, probe: Probe, max_new_tokens=None) -> dict:
     from posbench.tasks import score_sample
 
     model, device = engine.model, engine.device
-    ctx_ids, ans_ids = engine.split_request(sample.prompt, answer_text(sample))
+    ctx_ids, ans_ids = answer_ids(engine, sample)
     new = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
     cache = model.setup_cache(1, len(ctx_ids) + max(len(ans_ids), new) + 1)
     logits, positions = model(torch.tensor([ctx_ids], device=device), cache=cache, last_only=True,
@@ -227,11 +229,10 @@ def analyze_model(path, scheme_for, label: str, options: AnalyzeOptions, out_dir
                 if sample.skip_reason:
                     continue
                 spans = needle_spans(sample)
-                ctx_text = sample.prompt.rstrip(" ")
-                tok = engine.tokenizer(ctx_text, add_special_tokens=True, return_offsets_mapping=True)
+                tok = engine.tokenizer(sample.prompt, add_special_tokens=True, return_offsets_mapping=True)
                 token_spans = None
                 if spans:
-                    token_spans = span_tokens(tok["offset_mapping"], spans, ctx_text.rfind("\n") + 1)
+                    token_spans = span_tokens(tok["offset_mapping"], spans, sample.prompt.rfind("\n") + 1)
                 for name, replace in conditions.items():
                     measure = name == "baseline"
                     probe = Probe(replace, shuffle_seed=options.seed + sample.index,
@@ -369,7 +370,8 @@ def _definitions() -> dict:
     from posbench.harness.analysis import positions
 
     return {
-        "answer_loss": "mean negative log-likelihood (nats) per token of the first gold answer, teacher-forced",
+        "answer_loss": "mean negative log-likelihood (nats) per token of the first gold answer (after a space, as the "
+                       "models write it), teacher-forced after the prompt's own tokens",
         "position_range": "per learned head and sample, max - min of its positions over the prompt's tokens; "
                           "the median over heads and samples",
         "classes": f"monotonic: |Spearman rho with the token index| >= {positions.MONOTONIC_RHO}; constant: "

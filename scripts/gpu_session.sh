@@ -8,6 +8,7 @@
 #   bash scripts/gpu_session.sh ncu      # Nsight Compute on the rotary kernels at 16K (scripts/ncu_rotary.py)
 #   bash scripts/gpu_session.sh engine   # issue 14: graph decoder vs eager agreement, decode/prefill/sweep against
 #                                        # their floors, transformers at the same batch size on the same prompts (~8 min)
+#   bash scripts/gpu_session.sh analyze  # eval.py analyze at 16K on a random OLMo-2-1B-shaped RePo checkpoint (~3 min)
 # Needs: .whl/ (nltk, wonderwords, click wheels for python 3.12) and .device_data/ (tokenizer, essays, punkt_tab),
 # carried with the call. Every step has its own time limit and logs under $OUT; a failing step never stops the next.
 set -uo pipefail
@@ -113,6 +114,19 @@ s('/tmp/olmo2-1b-random', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
     step bench 60 python3 eval.py bench --out "$OUT/bench" --no-kernels --no-hf --reps 3 --schemes rope,repo \
       --lengths 4k,16k
     cp "$WORK/agreement.log" "$WORK/bench.log" "$OUT/" 2>/dev/null
+    ;;
+  analyze)   # the time of eval.py analyze at 16K on the paper's shape: random weights, RePo maps in layers 5-15
+    export POSBENCH_DATA=.device_data
+    step random_1b_repo 150 python3 -c "import torch
+from posbench.harness.bench import save_random_checkpoint
+from posbench.harness.core.checkpoint import load_model, save_model
+rope = save_random_checkpoint('/tmp/olmo2-1b-rope', '.device_data/tokenizers/olmo2_dolma2_tokenizer.json')
+model, tokenizer, _ = load_model(rope, scheme='repo,start_layer=5,fresh_init=true', dtype=torch.bfloat16,
+                                 device='cuda')
+save_model(model, '/tmp/olmo2-1b-repo', tokenizer)"
+    step analyze_16k 420 python3 eval.py analyze /tmp/olmo2-1b-repo@repo1b --task niah_single_1 --lengths 16k \
+      --samples 5 --max-new-tokens 16 --device cuda --out "$WORK/analyze"
+    cp "$WORK/analyze/repo1b/analysis.md" "$OUT/analysis_16k.md" 2>/dev/null
     ;;
   *) echo "unknown stage $STAGE"; exit 2 ;;
 esac

@@ -23,13 +23,15 @@ ALLOWED = {
     "harness.reporting": {"harness.evaluation", "position_schemes", "harness.errors", "harness.files"},
     "harness.training": {"harness.core", "harness.evaluation", "position_schemes", "tasks", "config",
                          "harness.errors", "harness.files"},
+    "harness.analysis": {"harness.core", "harness.evaluation", "harness.reporting", "position_schemes", "tasks",
+                         "harness.errors", "harness.files"},
     "harness.integrations": {"harness.core", "harness.evaluation", "tasks", "harness.errors"},
     "harness.bounds": {"harness.core", "harness.evaluation"},
     "harness.bench": {"harness.core", "harness.evaluation", "harness.bounds", "kernels", "harness.errors",
                       "harness.files"},
     "harness.commands": {"harness.core", "harness.evaluation", "harness.reporting", "harness.training",
-                         "harness.integrations", "harness.bench", "harness.bounds", "position_schemes", "tasks",
-                         "kernels", "config", "harness.errors", "harness.files"},
+                         "harness.integrations", "harness.bench", "harness.bounds", "harness.analysis",
+                         "position_schemes", "tasks", "kernels", "config", "harness.errors", "harness.files"},
     "harness.cli": {"harness.commands", "harness.errors"},
     "results": {"harness.reporting"},  # posbench/results.py: the public results API over the reporting frames
 }

@@ -12,7 +12,7 @@ import warnings
 from posbench.harness.errors import BUG_LINE, error_line, is_user_error
 
 # Order is the order shown by --help.
-COMMANDS = ["list", "info", "generate", "run", "report", "bench", "train", "data", "lm-eval"]
+COMMANDS = ["list", "info", "generate", "run", "analyze", "report", "bench", "train", "data", "lm-eval"]
 
 EPILOG = """\
 examples:

@@ -5,7 +5,7 @@ Every scheme answers the same questions:
   layer_kinds(num_layers)            -> a kind per layer ("rope", "nope", "repo" or a kind of its own)
   position_layers(shape, num_layers) -> the PositionLayer module of each layer (posbench/position_schemes/layers.py)
   rope_parameters(rotary)            -> the resolved transformers-style rope_parameters dict (validates early)
-  frequencies(rotary, seq_len=None)  -> (inv_freq fp32 [R/2], attention_scaling)
+  frequencies(rotary, seq_len=None, layer_kind="rope") -> (inv_freq fp32 [R/2], attention_scaling) for that kind
   describe()                         -> {"name": ..., "params": {...}} for manifests
   checkpoint_spec()                  -> what a saved checkpoint records to come back as this scheme
 Subclassing Scheme with a `name` registers it in SCHEMES, so `get_scheme`, specs and checkpoints find it.
@@ -74,9 +74,14 @@ class Scheme:
         """Whether frequencies() must be recomputed per forward from the current length (dynamic NTK, LongRoPE)."""
         return self.rope_parameters(rotary)["rope_type"] in LENGTH_DEPENDENT
 
-    def frequencies(self, rotary: RotaryConfig, seq_len: int | None = None):
-        """(inv_freq fp32 [R/2], attention_scaling). seq_len = max position + 1, used by length-dependent variants."""
+    def frequencies(self, rotary: RotaryConfig, seq_len: int | None = None, layer_kind: str = "rope"):
+        """(inv_freq fp32 [R/2], attention_scaling) for the layers of `layer_kind` ("rope" or "repo").
+        seq_len = max position + 1, used by length-dependent variants."""
         return rope_frequencies(rotary, self.rope_parameters(rotary), seq_len)
+
+    def same_frequencies(self) -> bool:
+        """Whether every rotating layer uses the same frequencies (only RePo's scaling_target can split them)."""
+        return True
 
     def describe(self) -> dict:
         return {"name": self.name, "params": {k: v for k, v in self.params.items() if v is not None}}
@@ -166,13 +171,17 @@ class HybridScheme(Scheme):
 class RepoScheme(Scheme):
     """RePo (Sakana AI, arXiv 2512.14391): layers >= start_layer rotate each head by a position the layer predicts
     from its own input (posbench.position_schemes.repo.RepoPositions); earlier layers use integer RoPE. Scaling, if any,
-    rescales the frequencies of both kinds of layer, as the authors' vLLM path does with YaRN at 8K/16K.
+    rescales the frequencies of both kinds of layer by default, as the authors' vLLM path does with YaRN at 8K/16K;
+    scaling_target=integer or learned restricts it to one kind (the paper's ablation), the other keeping plain RoPE.
     """
     name = "repo"
     summary = ("learned per-head positions in layers >= start_layer (default 5), RoPE below; scaling=linear|yarn "
-               "applies to both; fresh_init=true initialises RePo weights the checkpoint lacks (init_std 0.02)")
-    param_types = {"start_layer": (int, 5), "fresh_init": (bool, False), "init_std": (float, 0.02)} | SCALING_PARAMS
+               "applies to both kinds of layer, or scaling_target=integer|learned to one; fresh_init=true initialises "
+               "RePo weights the checkpoint lacks (init_std 0.02)")
+    param_types = {"start_layer": (int, 5), "fresh_init": (bool, False), "init_std": (float, 0.02),
+                   "scaling_target": (str, "both")} | SCALING_PARAMS
     creation_params = ("fresh_init", "init_std")
+    SCALING_TARGETS = {"both": ("rope", "repo"), "integer": ("rope",), "learned": ("repo",)}
     # Learned positions are not token counts, so variants that switch on the current length make no sense here.
     allowed_scaling = ("default", "linear", "yarn", "llama3")
 
@@ -182,6 +191,19 @@ class RepoScheme(Scheme):
             raise SchemeError(f"scheme repo: start_layer must be >= 0, got {self.params['start_layer']}")
         if self.params["init_std"] <= 0:
             raise SchemeError(f"scheme repo: init_std must be > 0, got {self.params['init_std']}")
+        if self.params["scaling_target"] not in self.SCALING_TARGETS:
+            raise SchemeError(f"scheme repo: scaling_target must be one of {', '.join(self.SCALING_TARGETS)}, "
+                              f"got {self.params['scaling_target']!r}")
+
+    def frequencies(self, rotary, seq_len=None, layer_kind="rope"):
+        if layer_kind in self.SCALING_TARGETS[self.params["scaling_target"]]:
+            return super().frequencies(rotary, seq_len, layer_kind)
+        # Not targeted: plain RoPE with the same theta (a theta override is the base, not a scaling).
+        overrides = {"scaling": "none", "theta": self.params["theta"]}
+        return rope_frequencies(rotary, resolve_rope_parameters(self.name, rotary, overrides), seq_len)
+
+    def same_frequencies(self):
+        return self.params["scaling_target"] == "both"
 
     def layer_kinds(self, num_layers):
         start = self.params["start_layer"]
@@ -201,5 +223,7 @@ class RepoScheme(Scheme):
         if not self.params["fresh_init"]:
             out["params"].pop("fresh_init")
             out["params"].pop("init_std")
+        if self.params["scaling_target"] == "both":  # the default, and what every older manifest meant
+            out["params"].pop("scaling_target")
         return out
 

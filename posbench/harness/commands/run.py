@@ -79,7 +79,13 @@ def _finish(sweep, args):
     if args.batch_size:
         sweep = override(sweep, "batch_size", args.batch_size, "--batch-size", SweepError)
     shard = shards.from_env()
-    root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress, shard=shard)
+    after = None
+    if sweep.analyze is not None:   # the sweep's `analyze` key: eval.py analyze on every model, into RUN/analysis/
+        from posbench.harness.analysis.analyze import analyze_sweep
+
+        def after(root, specs, device):
+            analyze_sweep(sweep, specs, root, device)
+    root = run_sweep(sweep, args.out, fresh=args.fresh, progress=not args.no_progress, shard=shard, after=after)
     if shard.rank != 0:
         return 0
     print(f"results: {root}/summary.csv   (report: python eval.py report {root})")

@@ -181,6 +181,10 @@ class Step:
     attention_scaling: float         # YaRN's mscale on cos and sin, 1.0 otherwise
     mask: torch.Tensor | None        # None: plain causal; else bool [B, 1, N, T], True = may attend (see forward_mask)
     cache: KVCache | None
+    frequencies_by_kind: dict | None = None  # {layer kind: (inv_freq, attention_scaling)} for kinds whose
+    #                                          frequencies differ from the above (RePo's scaling_target); None: none
+    probe: object = None             # analysis hook (posbench/harness/analysis): sees and may replace each layer's
+    #                                  positions, sees its rotated q and k; None in every normal forward
 
 
 class RMSNorm(nn.Module):
@@ -278,17 +282,24 @@ class Attention(nn.Module):
         B, N, _ = x.shape
         q, k, v, *maps = self.qkv_proj(x)
         positions = self.position.positions(maps, step.position_ids)
+        if step.probe is not None:
+            positions = step.probe.positions(layer, self.position.kind, positions, step)
+        inv_freq, scaling = step.inv_freq, step.attention_scaling
+        if step.frequencies_by_kind and self.position.kind in step.frequencies_by_kind:
+            inv_freq, scaling = step.frequencies_by_kind[self.position.kind]
         if self.q_norm is not None:  # OLMo-2: RMSNorm over the whole projection, then rotation, in one pass on GPU
             q, k = apply_qk_norm_rotary(q, k, self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, positions,
-                                        step.inv_freq, step.attention_scaling, self.num_heads, self.num_kv_heads)
+                                        inv_freq, scaling, self.num_heads, self.num_kv_heads)
         else:
             q, k = apply_rotary_qk(q.view(B, N, self.num_heads, self.head_dim),
                                    k.view(B, N, self.num_kv_heads, self.head_dim),
-                                   positions, step.inv_freq, step.attention_scaling)
+                                   positions, inv_freq, scaling)
         v = v.view(B, N, self.num_kv_heads, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if step.cache is not None:
             k, v = step.cache.update(layer, k, v)
+        if step.probe is not None:
+            step.probe.attention(layer, q, k)
         # step.mask already holds causality; without one, causal attention (decode: the whole cache) is exact.
         out = attention(q, k, v, causal=step.mask is None, mask=step.mask)
         out = out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim)
@@ -349,6 +360,7 @@ class Transformer(nn.Module):
         positions = scheme.position_layers(config.position_shape(), config.num_layers)
         self.layer_kinds = [p.kind for p in positions]
         self.rotates = any(p.rotates for p in positions)
+        self.rotating_kinds = sorted({p.kind for p in positions if p.rotates})
         self.rope_parameters = scheme.rope_parameters(self.rotary)  # validates the scheme against the config now
         self.length_dependent = scheme.length_dependent(self.rotary)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
@@ -376,20 +388,22 @@ class Transformer(nn.Module):
         return KVCache(k=[torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in self.layers],
                        v=[torch.zeros(shape, dtype=like.dtype, device=like.device) for _ in self.layers])
 
-    def frequencies(self, position_ids: torch.Tensor):
-        """(inv_freq fp32 [R/2], attention_scaling) for this forward. Dynamic NTK and LongRoPE depend on the current
-        length, taken as max position + 1 over the batch like transformers' dynamic_rope_update."""
+    def frequencies(self, position_ids: torch.Tensor, layer_kind: str = "rope"):
+        """(inv_freq fp32 [R/2], attention_scaling) of `layer_kind`'s layers for this forward. Dynamic NTK and
+        LongRoPE depend on the current length, taken as max position + 1 over the batch like transformers'
+        dynamic_rope_update."""
         device = position_ids.device
         if self.length_dependent:
-            inv_freq, scaling = self.scheme.frequencies(self.rotary, seq_len=int(position_ids.max()) + 1)
+            inv_freq, scaling = self.scheme.frequencies(self.rotary, int(position_ids.max()) + 1, layer_kind)
             return inv_freq.to(device), scaling
-        if device not in self._frequencies:
-            inv_freq, scaling = self.scheme.frequencies(self.rotary)
-            self._frequencies[device] = (inv_freq.to(device), scaling)
-        return self._frequencies[device]
+        if (device, layer_kind) not in self._frequencies:
+            inv_freq, scaling = self.scheme.frequencies(self.rotary, layer_kind=layer_kind)
+            self._frequencies[device, layer_kind] = (inv_freq.to(device), scaling)
+        return self._frequencies[device, layer_kind]
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, return_positions: bool = False, last_only: bool = False):
+                attention_mask: torch.Tensor | None = None, return_positions: bool = False, last_only: bool = False,
+                probe=None):
         """input_ids [B, N] -> logits [B, N, vocab] (model dtype).
 
         position_ids [B, N]: integer positions of these tokens. None: counted from the first real token of each row
@@ -400,6 +414,7 @@ class Transformer(nn.Module):
         repo, None for nope).
         last_only: logits for the last position only ([B, 1, vocab]): generation needs no more, and a 16K-token
         prompt's full logits over a 100K vocabulary would take gigabytes.
+        probe: an analysis hook (see Step.probe); None for every normal forward.
         """
         B, N = input_ids.shape
         offset = cache.offset if cache is not None else 0
@@ -415,7 +430,11 @@ class Transformer(nn.Module):
             else:
                 position_ids = torch.arange(offset, offset + N, device=device).expand(B, N)
         inv_freq, scaling = self.frequencies(position_ids) if self.rotates else (None, 1.0)
-        step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache)
+        by_kind = None   # kinds whose frequencies differ from the rope layers' (RePo's scaling_target)
+        if self.rotates and not self.scheme.same_frequencies():
+            by_kind = {kind: self.frequencies(position_ids, kind) for kind in self.rotating_kinds if kind != "rope"}
+        step = Step(position_ids, inv_freq, scaling, forward_mask(attention_mask, B, offset, N, device), cache,
+                    by_kind, probe)
 
         x = self.embed_tokens(input_ids)
         positions = []

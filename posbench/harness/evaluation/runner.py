@@ -37,6 +37,7 @@ def _config_fingerprint(sweep: Sweep) -> str:
     keys.pop("device", None)
     keys.pop("source", None)
     keys.pop("sampling", None)     # checked per task against the manifest instead (open_run), old runs included
+    keys.pop("analyze", None)      # analysis runs after the sweep and changes none of its samples
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -46,6 +47,8 @@ def plan(sweep: Sweep):
 
     registry = TaskRegistry(include_paths=sweep.include_paths)
     specs = registry.resolve(sweep.tasks)
+    if sweep.analyze and sweep.analyze.get("tasks"):
+        registry.resolve(sweep.analyze["tasks"])   # an unknown analysis task fails now, not after the sweep
     warnings = []
     for entry in sweep.models:
         for length in sweep.lengths:
@@ -270,11 +273,12 @@ def cell_line(row: dict, timing: dict) -> str:
             + (f" | {rate:.2f} samples/s" if rate else ""))
 
 
-def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print, shard=None) -> Path:
+def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print, shard=None, after=None) -> Path:
     """Run (or resume) a sweep into out_dir; returns the run directory. Everything is checked before the run
     directory is touched; then the directory is locked until the run returns or dies. shard: this process's share of
     the cells when several ranks run the sweep (posbench/harness/evaluation/shards.py; rank 0 holds the lock and
-    writes the manifest and summary); None runs them all."""
+    writes the manifest and summary); None runs them all. after(run_dir, specs, device): called on rank 0 once the
+    run has finished, still under the lock (the sweep's `analyze` step)."""
     from posbench.harness.evaluation import shards
     from posbench.harness.evaluation.engine import resolve_device
 
@@ -307,6 +311,8 @@ def run_sweep(sweep: Sweep, out_dir, fresh=False, progress=True, echo=print, sha
             run.write_summary(summarize(run, manifest, cells))
             manifest["finished"] = manifest_info.now()
             run.write_manifest(manifest)
+            if after is not None:
+                after(run.root, specs, device)
         shard.barrier()
     shard.close()
     return run.root

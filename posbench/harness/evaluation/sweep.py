@@ -22,6 +22,10 @@ compute starts, so a typo fails in a second, not after an hour of generation.
     data_root: null                        # default $POSBENCH_DATA, else ~/.local/share/posbench/data
     data: {}                               # NAME: PATH for ${NAME} in task files
     sampling: null                         # RULER tasks: official (NVIDIA/RULER's samples) | fill; null = each task's
+    analyze:                               # optional: `eval.py analyze` on every model after the sweep, into
+      tasks: [niah_single_1]               #   RUN_DIR/analysis/<label>/ (tasks default: the sweep's generative
+      samples: 5                           #   length-controlled ones; lengths: the sweep's; samples: 5)
+      lengths: [4096]                      #   `analyze: true` takes every default
 """
 import dataclasses
 import re
@@ -127,6 +131,7 @@ class Sweep:
     sampling: Literal["official", "fill"] | None = None   # RULER tasks; None = each task's own (sampling_mode)
     name: str = ""
     source: str = spec("", internal=True)
+    analyze: Any = None   # None: no analysis; else {tasks, lengths, samples} (checked by parse_analyze)
 
     def check(self):
         if not self.models:
@@ -178,4 +183,37 @@ def parse_sweep(raw, where: str, flags: dict = None) -> Sweep:
     """A Sweep from a sweep file's mapping (or the mapping the command-line flags make, with `flags` naming them)."""
     sweep = build(Sweep, raw, where, SweepError, flags=flags)
     sweep.source = where
+    sweep.analyze = parse_analyze(sweep.analyze, where)
     return sweep
+
+
+_ANALYZE_KEYS = ("tasks", "lengths", "samples")
+
+
+def parse_analyze(value, where: str):
+    """The sweep's `analyze` key: absent, false or null -> None; true -> {}; a mapping of tasks/lengths/samples."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise SweepError(f"{where}: key 'analyze' must be true or a mapping with {', '.join(_ANALYZE_KEYS)}, "
+                         f"got {value!r}")
+    for key in value:
+        if key not in _ANALYZE_KEYS:
+            raise SweepError(f"{where}: analyze: unknown key {key!r}; allowed: {', '.join(_ANALYZE_KEYS)}")
+    out = {}
+    if "tasks" in value:
+        tasks = value["tasks"]
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()] if isinstance(tasks, str) else tasks
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+            raise SweepError(f"{where}: analyze.tasks must be a non-empty list of task names, got {value['tasks']!r}")
+        out["tasks"] = tasks
+    if "lengths" in value:
+        out["lengths"] = parse_lengths(value["lengths"], f"{where}: analyze.lengths")
+    if "samples" in value:
+        samples = value["samples"]
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
+            raise SweepError(f"{where}: analyze.samples must be a positive int, got {samples!r}")
+        out["samples"] = samples
+    return out

@@ -67,8 +67,6 @@ def test_groups_and_several_lengths(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["vt", "--length", "128"], "error: task vt: length 128 is too small"),
     (["niah_single_1", "--length", "128"], "error: task niah_single_1: length 128 leaves no room"),
-    (["niah_single_2", "--length", "2048", "--data-root", "{tmp}"],
-     "error: task niah_single_2: essay haystack not found: {tmp}/haystack/pg_essays"),
     (["nonesuch", "--length", "2048"], "error: unknown task or group 'nonesuch'"),
     (["vt", "--length", "2048", "--data", "squad"], "error: --data expects NAME=PATH"),
 ])
@@ -79,6 +77,15 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, capsys, args, message
     err = capsys.readouterr().err.strip()
     assert err == err.splitlines()[0] and err.startswith(message.replace("{tmp}", str(tmp_path)))
     assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def test_missing_data_is_a_skip_naming_the_download(tmp_path, capsys):
+    out = tmp_path / "none.jsonl"
+    assert generate("niah_single_2", "--length", "2048", "--data-root", str(tmp_path), "--out", str(out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"skipped: task niah_single_2: essay haystack not found: {tmp_path}/haystack/pg_essays")
+    assert "run `python eval.py data download essays`" in err.splitlines()[0]
+    assert err.splitlines()[1:] == ["error: nothing was generated (every task was skipped)"]
 
 
 def test_unknown_generator_parameter_names_file_and_key(tmp_path, capsys):

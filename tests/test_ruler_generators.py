@@ -382,5 +382,5 @@ def test_missing_essays_or_punkt_data_name_the_folder(registry, tokenizer, tmp_p
         build_samples(spec, tokenizer, length=2048, num_samples=1, data_paths={"data": str(tmp_path)})
     (tmp_path / "haystack" / "pg_essays").mkdir(parents=True)
     (tmp_path / "haystack" / "pg_essays" / "a.txt").write_text("An essay. " * 50)
-    with pytest.raises(MissingData, match="nltk punkt_tab data not found.*never downloads"):
+    with pytest.raises(MissingData, match="punkt_tab data not found.*`python eval.py data download punkt_tab`"):
         build_samples(spec, tokenizer, length=2048, num_samples=1, data_paths={"data": str(tmp_path)})

@@ -52,10 +52,13 @@ def run(args):
     cfg = load_train_config(args.config, {"out": args.out, "train.steps": args.steps})
     if not cfg.out:
         raise TrainConfigError(f"{args.config}: no output folder: set key 'out' or pass --out")
-    if cfg.data["task_modules"] and not args.import_task_modules:
+    # posbench's own modules (e.g. posbench.harness.training.drills) are part of what is installed; anything else is
+    # code from a training file, imported only when the user says so.
+    outside = [m for m in cfg.data["task_modules"] if m != "posbench" and not m.startswith("posbench.")]
+    if outside and not args.import_task_modules:
         raise TrainConfigError(f"{args.config}: data.task_modules lists Python modules to import "
-                               f"({', '.join(cfg.data['task_modules'])}), which runs their code; pass "
-                               "--import-task-modules to allow it")
+                               f"({', '.join(outside)}), which runs their code; pass --import-task-modules to "
+                               "allow it")
     if args.prepare:
         from posbench.harness.training.train import prepare
         workers = args.workers or os.cpu_count() or 1

@@ -14,8 +14,8 @@ from report_runs import MODELS, SMALL_MODELS, SMALL_TASKS, make_run, small_run
 
 import posbench.results
 from posbench.harness.cli import main
+from posbench.harness.evaluation import stats
 from posbench.harness.evaluation.results import RunDir
-from posbench.harness.reporting import stats
 from posbench.harness.reporting.frames import ReportError, needle_depths
 from posbench.harness.reporting.plots import needle_frame
 from posbench.harness.reporting.report import (

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from posbench.harness.errors import SweepError
 from posbench.harness.evaluation import manifest as manifest_info
+from posbench.harness.evaluation import stats
 from posbench.harness.evaluation.data import data_paths
-from posbench.harness.evaluation.results import RunDir, bootstrap_ci, length_label
+from posbench.harness.evaluation.results import RunDir, length_label
 from posbench.harness.evaluation.sweep import Sweep
 from posbench.harness.files import RunLock
 from posbench.tasks import MissingData, TaskRegistry, build_samples, score_sample
@@ -256,7 +257,9 @@ def summarize(run: RunDir, manifest: dict, cells) -> list:
         metric = spec.primary_metric
         values = [r["scores"][metric] for r in records if r.get("skip_reason") is None]
         scale = METRICS[metric].scale
-        lo, hi = bootstrap_ci(values, scale=scale, seed=manifest["seed"])
+        # the report's interval: Wilson for 0/1 scores (never a point at small n), a seeded bootstrap otherwise
+        interval = stats.mean_interval(values, seed=manifest["seed"])
+        lo, hi = (None, None) if not values else (round(scale * interval["low"], 2), round(scale * interval["high"], 2))
         rows.append({"model": cell.model, "scheme": schemes.get(cell.model, ""), "task": spec.name,
                      "groups": ";".join(spec.groups), "length": length_label(cell.length), "metric": metric,
                      "score": round(scale * sum(values) / len(values), 2) if values else "",

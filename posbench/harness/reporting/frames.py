@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from posbench.harness.evaluation import stats
 from posbench.harness.evaluation.results import NOT_LENGTH_CONTROLLED, SUMMARY_COLUMNS, RunDir
-from posbench.harness.reporting import stats
 
 REQUIRED_COLUMNS = ("model", "task", "length", "score", "n")
 KEYS = ["run", "model", "scheme", "scheme_params", "task", "groups", "variant_of", "metric", "length"]

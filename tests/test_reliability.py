@@ -382,3 +382,24 @@ def test_a_damaged_training_text_line_names_file_and_line(tmp_path):
 def test_generate_refuses_an_absurd_length(tmp_path):
     err = refused("generate", "niah_single_1", "--tokenizer", REFERENCE, "--length", "10000000")
     assert "--length must be at most 1048576 tokens" in err
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`eval.py data list | head -1`: a reader that has gone away ends the command quietly (exit 0, no traceback).
+    The pipe's read end is closed before the command writes, so every write meets a closed pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "eval.py", "data", "list"], cwd=ROOT, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_help_imports_no_heavy_package():
+    """Building the parser (`eval.py --help`, `eval.py data list`) must not import torch, pandas or matplotlib."""
+    code = ("import sys; from posbench.harness.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,6 +5,7 @@ inside their run functions: `eval.py --help` should answer instantly.
 """
 import argparse
 import importlib
+import os
 import sys
 import traceback
 import warnings
@@ -57,7 +58,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()   # a closed pipe shows here, not as an "Exception ignored" at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`eval.py data list | head`): not an error; stop writing to the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         if not is_user_error(err):
             traceback.print_exc()

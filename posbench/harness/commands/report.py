@@ -1,5 +1,5 @@
 """`eval.py report`: paper-style tables and plots from one or more run directories (result files only)."""
-from posbench.harness.reporting.report import FORMATS
+from posbench.harness.reporting import FORMATS
 
 
 def register(sub):

@@ -18,11 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from posbench.harness.evaluation.results import atomic_write_text, safe_name
+from posbench.harness.reporting import FORMATS  # noqa: E402  (re-exported for callers)
 from posbench.harness.reporting.frames import ReportError, length_key, length_name, load
 from posbench.harness.reporting.tables import AVG, DASH, block_tasks, columns, group_scores, n_range
 from posbench.position_schemes.base import format_layer_ids
-
-FORMATS = ("md", "csv", "tex", "html")
 
 
 def main_frame(res, length) -> pd.DataFrame:

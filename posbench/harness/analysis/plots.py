@@ -73,12 +73,7 @@ def needle_figure(results: list, length: int, path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("layer")
         ax.set_title(result["model"], fontsize=9)
-    axes[0][0].set_ylabel("attention per token (query rows)")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle(f"attention on the needle at {length} tokens", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish_panels(fig, axes, "attention per token (query rows)", f"attention on the needle at {length} tokens", path)
 
 
 def locality_figure(results: list, length: int, path) -> None:
@@ -93,9 +88,14 @@ def locality_figure(results: list, length: int, path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("token distance")
         ax.set_title(result["model"], fontsize=9)
-    axes[0][0].set_ylabel("mean attention per key")
+    _finish_panels(fig, axes, "mean attention per key", f"locality profile at {length} tokens", path)
+
+
+def _finish_panels(fig, axes, ylabel: str, title: str, path) -> None:
+    """The end of every one-row-of-models figure: y label on the first panel, legend on the last, title, save."""
+    axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=6)
-    fig.suptitle(f"locality profile at {length} tokens", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,6 +12,18 @@ from posbench.tasks.ruler.common import fit_budget
 from posbench.tasks.schema import SampleDraft
 
 
+def coded_vocabulary(rng, size: int, word_length: int, seed: int) -> list:
+    """RULER's fwe vocabulary: `size` distinct random lowercase words drawn from rng, sorted, shuffled by a
+    Random(seed), and rank 0 replaced by the noise word '...' (both samplings draw it this way)."""
+    vocab = ["".join(rng.choices(string.ascii_lowercase, k=word_length)) for _ in range(size)]
+    while len(set(vocab)) < size:
+        vocab.append("".join(rng.choices(string.ascii_lowercase, k=word_length)))
+    vocab = sorted(set(vocab))
+    random.Random(seed).shuffle(vocab)
+    vocab[0] = "..."                                # the top rank is noise
+    return vocab
+
+
 @register_generator("ruler_freq_words")
 def freq_words(ctx, *, alpha: float = 2.0, coded_wordlen: int = 6, vocab_size: int = -1, fit_new_tokens: int = 0):
     budget = fit_budget(ctx, fit_new_tokens)        # RULER's max_len = L - tokens_to_generate
@@ -20,12 +32,7 @@ def freq_words(ctx, *, alpha: float = 2.0, coded_wordlen: int = 6, vocab_size: i
         raise TaskError(f"task {ctx.task}: length {ctx.length} is too small: a vocabulary of {size} words "
                         f"(budget // 50) cannot hold the noise word and three answers")
     rng = ctx.rng
-    vocab = ["".join(rng.choices(string.ascii_lowercase, k=coded_wordlen)) for _ in range(size)]
-    while len(set(vocab)) < size:
-        vocab.append("".join(rng.choices(string.ascii_lowercase, k=coded_wordlen)))
-    vocab = sorted(set(vocab))
-    random.Random(ctx.seed).shuffle(vocab)
-    vocab[0] = "..."                                # the top rank is noise
+    vocab = coded_vocabulary(rng, size, coded_wordlen, ctx.seed)
     ranks = np.arange(1, len(vocab) + 1)
 
     def build(n):

@@ -23,6 +23,7 @@ from posbench.tasks.registry import register_official_sampler
 from posbench.tasks.ruler import essays, qa
 from posbench.tasks.ruler.common import DEPTHS, NEEDLE, NOISE, check_choice, fit_budget, random_value
 from posbench.tasks.ruler.common_words import numbered, shuffled_pool
+from posbench.tasks.ruler.freq_words import coded_vocabulary
 from posbench.tasks.ruler.niah import HAYSTACKS, KINDS
 from posbench.tasks.ruler.variable_tracking import heap_shuffle
 from posbench.tasks.schema import SampleDraft
@@ -303,13 +304,7 @@ def freq_words(ctx, *, alpha: float = 2.0, coded_wordlen: int = 6, vocab_size: i
     rs = Stream(ctx.seed).py
 
     def vocabulary():
-        vocab = ["".join(rs.choices(string.ascii_lowercase, k=coded_wordlen)) for _ in range(size)]
-        while len(set(vocab)) < size:
-            vocab.append("".join(rs.choices(string.ascii_lowercase, k=coded_wordlen)))
-        vocab = sorted(set(vocab))
-        random.Random(ctx.seed).shuffle(vocab)
-        vocab[0] = "..."                             # the top rank is noise
-        return vocab
+        return coded_vocabulary(rs, size, coded_wordlen, ctx.seed)
 
     def text(vocab, n):
         counts = (n * (np.arange(1, len(vocab) + 1) ** -alpha) / zeta(alpha)).astype(int)
